@@ -1,0 +1,53 @@
+# The two commands a user needs:   make demo   (the main job)   and   make test   (everything, from scratch)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+APP := .venv/bin/stream-app
+STAMP := .venv/.installed
+
+.PHONY: help install services down status test test-unit lint compose-check demo clean
+
+help:
+	@echo "make demo      - install, start Kafka+Redis, run the worker and the simulator, show predictions"
+	@echo "make test      - install, start Kafka+Redis, run lint, compose check and the whole test suite"
+	@echo "make install   - system packages (apt), .venv with the project and its pinned dependencies"
+	@echo "make services  - start the local Kafka and Redis (stream-app devstack up)"
+	@echo "make down      - stop them"
+
+$(STAMP): pyproject.toml constraints.txt
+	./scripts/install-system-deps.sh
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services: install
+	$(APP) devstack up
+
+down:
+	-$(APP) devstack down
+
+status:
+	$(APP) devstack status
+
+lint: install
+	.venv/bin/ruff check .
+
+compose-check: install
+	docker-compose -f docker-compose.yml config -q
+	@echo "docker-compose.yml: valid"
+
+test-unit: install
+	.venv/bin/pytest -m "not integration"
+
+test: lint compose-check services
+	.venv/bin/pytest
+
+demo: services
+	@echo "the demo grows with the streaming service; for now the stack is up:"
+	$(APP) devstack status
+
+clean: down
+	rm -rf .devstack

@@ -1,0 +1,285 @@
+"""LSTM with masked additive attention for casting-defect prediction (and general sequence classification).
+
+Data flow of ``SteelDefectLSTM.forward``::
+
+    x (B, T, C) --z-score--> LSTM (packed by length) --> H (B, T, D)
+      --additive attention, masked to valid steps--> a (B, T), pooled = sum_t a_t H_t (B, D)
+      --batch/layer norm (optional)--> MLP head --> logits (B,) or (B, K)
+
+References: Bahdanau et al. 2015 (additive attention), Raffel & Ellis 2015 (feed-forward attention
+pooling for sequence classification). The layout follows nanoGPT's ``model.py``: small modules that
+take the config, no I/O or logging here.
+
+Public names kept from the original design: ``SteelDefectLSTM``, ``create_default_lstm_config``,
+``LSTMModelVariants``, ``CastingSequenceDataset``, ``LSTMPerformanceTracker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from models.config import LSTMConfig, validate_lstm_config
+from models.dataset import CastingSequenceDataset
+from models.tracking import LSTMPerformanceTracker
+
+__all__ = [
+    "CastingSequenceDataset",
+    "LSTMModelVariants",
+    "LSTMPerformanceTracker",
+    "SteelDefectLSTM",
+    "create_default_lstm_config",
+]
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+LAYER_NAMES = ("input_norm", "lstm", "attention", "pooled", "norm", "classifier")
+FREEZABLE = ("lstm", "attention", "norm", "classifier")
+
+
+def create_default_lstm_config() -> dict[str, Any]:
+    """The default config (same values as ``configs/lstm.yaml``) as a plain nested dict."""
+    return LSTMConfig().to_dict()
+
+
+class LSTMModelVariants:
+    """Pre-configured variants; each returns a full config dict (a fresh copy)."""
+
+    @staticmethod
+    def _with(**sections: dict[str, Any]) -> dict[str, Any]:
+        config = create_default_lstm_config()
+        for section, values in sections.items():
+            config[section].update(values)
+        return validate_lstm_config(config).to_dict()
+
+    @staticmethod
+    def standard_lstm() -> dict[str, Any]:
+        """Unidirectional, 2 layers, hidden 64."""
+        return LSTMModelVariants._with(architecture={"hidden_size": 64, "num_layers": 2, "bidirectional": False})
+
+    @staticmethod
+    def bidirectional_lstm() -> dict[str, Any]:
+        """Bidirectional, 2 layers, hidden 64 (the original design's default)."""
+        return LSTMModelVariants._with(architecture={"hidden_size": 64, "num_layers": 2, "bidirectional": True})
+
+    @staticmethod
+    def deep_lstm() -> dict[str, Any]:
+        """Bidirectional, 4 layers, hidden 128."""
+        return LSTMModelVariants._with(
+            architecture={"hidden_size": 128, "num_layers": 4, "bidirectional": True, "attention_dim": 64},
+            classifier={"hidden_dims": [64, 32]},
+        )
+
+    @staticmethod
+    def lightweight_lstm() -> dict[str, Any]:
+        """Unidirectional, 1 layer, hidden 32, small head: fastest inference."""
+        return LSTMModelVariants._with(
+            architecture={"hidden_size": 32, "num_layers": 1, "bidirectional": False, "attention_dim": 16},
+            classifier={"hidden_dims": [16]},
+        )
+
+    @staticmethod
+    def all() -> dict[str, dict[str, Any]]:
+        return {
+            "standard": LSTMModelVariants.standard_lstm(),
+            "bidirectional": LSTMModelVariants.bidirectional_lstm(),
+            "deep": LSTMModelVariants.deep_lstm(),
+            "lightweight": LSTMModelVariants.lightweight_lstm(),
+        }
+
+
+class MaskedAdditiveAttention(nn.Module):
+    """score_t = v . tanh(W h_t + b); softmax over valid steps only (exactly 0 on padding)."""
+
+    def __init__(self, input_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(input_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (B, T)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)  # (B, T), exp(-inf) = 0 on padding
+        pooled = torch.bmm(weights.unsqueeze(1), h).squeeze(1)  # (B, D)
+        return pooled, weights
+
+
+class SteelDefectLSTM(nn.Module):
+    """LSTM + masked attention pooling + MLP head.
+
+    ``forward(sequences, sequence_lengths=None)`` takes ``(B, T, C)`` float tensor or numpy array and
+    returns logits: shape ``(B,)`` when ``classifier.num_classes == 1`` (sigmoid gives the defect
+    probability), else ``(B, K)`` (softmax gives class probabilities). Steps at or beyond a sequence's
+    length are padding and never change its result.
+    """
+
+    def __init__(self, config: LSTMConfig | dict[str, Any] | None = None) -> None:
+        super().__init__()
+        cfg = validate_lstm_config(config)
+        self.cfg = cfg
+        self.config = cfg.to_dict()
+        arch, head = cfg.architecture, cfg.classifier
+        self.input_size = arch.input_size
+        self.num_classes = head.num_classes
+        self.use_input_norm = cfg.normalization.input_norm and cfg.data_processing.normalization == "z_score"
+        self.register_buffer("input_mean", torch.zeros(arch.input_size))
+        self.register_buffer("input_std", torch.ones(arch.input_size))
+
+        self.lstm = nn.LSTM(
+            input_size=arch.input_size,
+            hidden_size=arch.hidden_size,
+            num_layers=arch.num_layers,
+            batch_first=True,
+            bidirectional=arch.bidirectional,
+            dropout=arch.dropout if arch.num_layers > 1 else 0.0,
+        )
+        d = arch.hidden_size * (2 if arch.bidirectional else 1)
+        self.attention = MaskedAdditiveAttention(d, arch.attention_dim)
+        if cfg.normalization.batch_norm:
+            self.norm: nn.Module = nn.BatchNorm1d(d)
+        elif cfg.normalization.layer_norm:
+            self.norm = nn.LayerNorm(d)
+        else:
+            self.norm = nn.Identity()
+        layers: list[nn.Module] = []
+        width = d
+        for hidden in head.hidden_dims:
+            layers += [nn.Linear(width, hidden), _ACTIVATIONS[head.activation](), nn.Dropout(head.dropout)]
+            width = hidden
+        layers.append(nn.Linear(width, head.num_classes))
+        self.classifier = nn.Sequential(*layers)
+        self._last_attention: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- normalisation
+    @torch.no_grad()
+    def fit_normalization(
+        self, sequences: Sequence[np.ndarray] | np.ndarray, sequence_lengths: Iterable[int] | None = None
+    ) -> dict[str, list[float]]:
+        """Fit the z-score statistics on training data, over valid steps only (never padding)."""
+        if isinstance(sequences, np.ndarray) and sequences.ndim == 3:
+            lengths = (
+                [sequences.shape[1]] * len(sequences) if sequence_lengths is None else list(sequence_lengths)
+            )
+            rows = [sequences[i, : int(n)] for i, n in enumerate(lengths)]
+        else:
+            rows = [np.asarray(s) for s in sequences]
+        stacked = np.concatenate(rows, axis=0).astype(np.float64)
+        mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+        std = np.where(std < 1e-8, 1.0, std)
+        self.set_normalization({"mean": mean.tolist(), "std": std.tolist()})
+        return self.get_normalization()
+
+    @torch.no_grad()
+    def set_normalization(self, stats: dict[str, Sequence[float]]) -> None:
+        mean = torch.as_tensor(stats["mean"], dtype=torch.float32)
+        std = torch.as_tensor(stats["std"], dtype=torch.float32)
+        if mean.shape != (self.input_size,) or std.shape != (self.input_size,):
+            raise ValueError(f"normalisation stats must have {self.input_size} values per key")
+        if bool((std <= 0).any()):
+            raise ValueError("normalisation std must be positive")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+
+    def get_normalization(self) -> dict[str, list[float]]:
+        return {"mean": self.input_mean.tolist(), "std": self.input_std.tolist()}
+
+    # ---------------------------------------------------------------- forward
+    def _prepare(
+        self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        device = self.input_mean.device
+        x = torch.as_tensor(sequences, dtype=torch.float32, device=device)
+        if x.ndim != 3:
+            raise ValueError(f"sequences must be (batch, steps, channels), got shape {tuple(x.shape)}")
+        if x.shape[2] != self.input_size:
+            raise ValueError(f"expected {self.input_size} channels, got {x.shape[2]}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"empty batch or sequence: shape {tuple(x.shape)}")
+        if sequence_lengths is None:
+            return x, None
+        lengths = torch.as_tensor(sequence_lengths, dtype=torch.int64).flatten().cpu()
+        if lengths.shape[0] != x.shape[0]:
+            raise ValueError(f"{lengths.shape[0]} lengths for a batch of {x.shape[0]}")
+        if bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
+            raise ValueError(f"lengths must lie in [1, {x.shape[1]}], got {lengths.tolist()}")
+        return x, lengths
+
+    def _encode(self, x: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised input (B, T, C) -> LSTM outputs H (B, T, D) and the valid-step mask (B, T)."""
+        b, t, _ = x.shape
+        if lengths is None:
+            h, _ = self.lstm(x)  # (B, T, D)
+            mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
+            return h, mask
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        h_packed, _ = self.lstm(packed)
+        h, _ = pad_packed_sequence(h_packed, batch_first=True, total_length=t)  # (B, T, D), 0 on padding
+        mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)
+        return h, mask.to(x.device)
+
+    def _run(self, sequences: Any, sequence_lengths: Any) -> dict[str, torch.Tensor]:
+        x, lengths = self._prepare(sequences, sequence_lengths)
+        if self.use_input_norm:
+            x = (x - self.input_mean) / self.input_std  # (B, T, C)
+        h, mask = self._encode(x, lengths)
+        pooled, weights = self.attention(h, mask)  # (B, D), (B, T)
+        normed = self.norm(pooled)
+        logits = self.classifier(normed)  # (B, K)
+        if self.num_classes == 1:
+            logits = logits.squeeze(-1)  # (B,)
+        self._last_attention = weights.detach()
+        return {"input_norm": x, "lstm": h, "attention": weights, "pooled": pooled, "norm": normed,
+                "classifier": logits}
+
+    def forward(self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any = None) -> torch.Tensor:
+        return self._run(sequences, sequence_lengths)["classifier"]
+
+    def predict_proba(self, sequences: Any, sequence_lengths: Any = None) -> torch.Tensor:
+        """Probabilities without gradients: (B,) defect probability, or (B, K) class probabilities."""
+        with torch.no_grad():
+            logits = self.forward(sequences, sequence_lengths)
+        return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=-1)
+
+    # ---------------------------------------------------------------- introspection
+    def get_attention_weights(self) -> torch.Tensor:
+        """Attention of the last forward: (B, T), 0 on padding, each row sums to 1 over valid steps."""
+        if self._last_attention is None:
+            raise RuntimeError("no forward pass has run yet")
+        return self._last_attention
+
+    def get_layer_outputs(
+        self, sequences: Any, layer_name: str = "lstm", sequence_lengths: Any = None
+    ) -> torch.Tensor:
+        """Output of one stage (see ``LAYER_NAMES``) for ``sequences``, without gradients."""
+        if layer_name not in LAYER_NAMES:
+            raise ValueError(f"unknown layer {layer_name!r}; choose one of {LAYER_NAMES}")
+        with torch.no_grad():
+            return self._run(sequences, sequence_lengths)[layer_name]
+
+    def freeze_layers(self, layer_names: Iterable[str]) -> list[str]:
+        """Stop gradients for the named parts (see ``FREEZABLE``); the caller's list is not mutated."""
+        names = list(layer_names)
+        unknown = [n for n in names if n not in FREEZABLE]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown}; choose from {FREEZABLE}")
+        for name in names:
+            for p in getattr(self, name).parameters():
+                p.requires_grad_(False)
+        return names
+
+    def unfreeze_layers(self, layer_names: Iterable[str] = FREEZABLE) -> None:
+        for name in list(layer_names):
+            for p in getattr(self, name).parameters():
+                p.requires_grad_(True)
+
+    def count_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def model_size_mb(self) -> float:
+        """Size of parameters and buffers in MiB (float32)."""
+        total = sum(t.numel() * t.element_size() for t in [*self.parameters(), *self.buffers()])
+        return total / 2**20

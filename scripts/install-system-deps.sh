@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the system packages the local stack needs, if missing: redis-server (Redis), a JDK and
+# Maven (Kafka from its Maven jars), docker-compose (only to validate docker-compose.yml).
+# Debian/Ubuntu with apt; needs root (or sudo). Safe to run again: it installs only what is absent.
+set -euo pipefail
+
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing system packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+command -v apt-get >/dev/null 2>&1 || { echo "no apt-get: install ${missing[*]} by hand" >&2; exit 1; }
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian's package may start its own redis on 6379 where an init system runs; the devstack runs its own.
+if pgrep -x redis-server >/dev/null 2>&1 && command -v service >/dev/null 2>&1; then
+  $SUDO service redis-server stop >/dev/null 2>&1 || true
+fi

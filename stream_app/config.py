@@ -1,0 +1,233 @@
+"""Service configuration: `configs/stream.yaml` plus environment overrides, validated by pydantic.
+
+Every key can be overridden by an environment variable named after its path, upper-case, with
+``__`` between levels and the prefix ``STREAM_APP__``::
+
+    STREAM_APP__KAFKA__BOOTSTRAP_SERVERS=broker-1:9092,broker-2:9092
+    STREAM_APP__BATCHING__MAX_BATCH_SIZE=128
+    STREAM_APP__REDIS__PASSWORD=...        (secrets: environment only, never logged)
+
+Values are parsed as YAML scalars/lists (``128`` is an int, ``a,b`` for list fields is split on commas).
+Invalid config fails at start with a `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from stream_app.errors import ConfigError
+
+ENV_PREFIX = "STREAM_APP__"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "stream.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: list[str] = ["127.0.0.1:9092"]
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    client_id: str = "casting-defect"
+
+    _split = field_validator("bootstrap_servers", mode="before")(_split_list)
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaConfig:
+        if self.security_protocol.startswith("SASL") and (
+            self.sasl_mechanism is None or not self.sasl_username or self.sasl_password is None
+        ):
+            raise ValueError(
+                "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password "
+                "(set STREAM_APP__KAFKA__SASL_PASSWORD in the environment)"
+            )
+        return self
+
+    def broker_urls(self) -> list[str]:
+        """Broker list in faust's URL form."""
+        return [f"kafka://{server}" for server in self.bootstrap_servers]
+
+
+class TopicsConfig(_Section):
+    sensors: str = "casting.sensors"
+    predictions: str = "casting.predictions"
+    deadletter: str = "casting.deadletter"
+    partitions: int = Field(4, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+
+class RedisConfig(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    password: SecretStr | None = None
+    key_ttl_s: int = Field(86_400, ge=60)
+    socket_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
+        return url
+
+
+class ChannelLimits(_Section):
+    name: str
+    unit: str
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ChannelLimits:
+        if not self.min < self.max:
+            raise ValueError(f"channel {self.name}: min must be below max")
+        return self
+
+
+def _default_channels() -> list[ChannelLimits]:
+    rows = [
+        ("casting_speed", "m/min", 0.5, 2.5),
+        ("mold_temperature", "degC", 1400.0, 1650.0),
+        ("mold_level", "mm", 100.0, 200.0),
+        ("cooling_water_flow", "L/min", 100.0, 300.0),
+        ("superheat", "degC", 10.0, 50.0),
+    ]
+    return [ChannelLimits(name=n, unit=u, min=lo, max=hi) for n, u, lo, hi in rows]
+
+
+class ValidationConfig(_Section):
+    channels: list[ChannelLimits] = Field(default_factory=_default_channels)
+    min_steps: int = Field(100, ge=1)
+    max_steps: int = Field(500, ge=1)
+    max_message_bytes: int = Field(262_144, ge=256)
+
+    @model_validator(mode="after")
+    def _steps_ordered(self) -> ValidationConfig:
+        if self.min_steps > self.max_steps:
+            raise ValueError("min_steps must not exceed max_steps")
+        return self
+
+
+class WindowConfig(_Section):
+    gap_fill: Literal["ffill", "linear"] = "ffill"
+    max_gap_share: float = Field(0.05, ge=0.0, le=1.0)
+    abandon_after_s: float = Field(600.0, gt=0)
+    sweep_interval_s: float = Field(10.0, gt=0)
+
+
+class BatchingConfig(_Section):
+    max_batch_size: int = Field(64, ge=1)
+    max_wait_ms: float = Field(20.0, ge=0)
+    ingest_take_size: int = Field(1000, ge=1)
+    ingest_take_timeout_s: float = Field(0.05, gt=0)
+
+
+class ModelConfig(_Section):
+    checkpoint: Path = Path("checkpoints/default/model.pt")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    torch_threads: int | None = Field(None, ge=1)
+
+
+class MetricsConfig(_Section):
+    port: int = Field(9464, ge=0, le=65535)
+    host: str = "0.0.0.0"
+
+
+class StreamConfig(_Section):
+    """The root config: one section per stage."""
+
+    app_id: str = Field("casting-defect", pattern=r"^[A-Za-z0-9._-]+$")
+    kafka: KafkaConfig = KafkaConfig()
+    topics: TopicsConfig = TopicsConfig()
+    redis: RedisConfig = RedisConfig()
+    validation: ValidationConfig = ValidationConfig()
+    window: WindowConfig = WindowConfig()
+    batching: BatchingConfig = BatchingConfig()
+    model: ModelConfig = ModelConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @property
+    def redis_prefix(self) -> str:
+        """Redis keys of this app id; a replay runs under its own app id, so never touches live buffers."""
+        return f"csd:{self.app_id}"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty path segment")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name}: {part} is not a section")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        # keep secrets and free text as given (YAML would turn "no" into False)
+        node[path[-1]] = raw if isinstance(value, bool) and raw.lower() not in ("true", "false") else value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(root)"
+        lines.append(f"  {key}: {err['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_config(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> StreamConfig:
+    """Read YAML (default `configs/stream.yaml`), apply `STREAM_APP__*` environment and keyword overrides."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    if path is not None or config_path.exists():
+        try:
+            loaded = yaml.safe_load(config_path.read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {config_path}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_path} must hold a mapping at the top level")
+        data = loaded
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides)
+    try:
+        return StreamConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None

@@ -1,0 +1,419 @@
+"""Local Kafka (KRaft, single node) and Redis for development and tests, without Docker.
+
+Kafka runs from the official jars, fetched from Maven Central by ``devstack/pom.xml``; Redis is
+Debian's ``redis-server`` with AOF persistence. Data, logs and pid files live under one folder
+(``.devstack/`` by default). ``up`` is idempotent and waits until each service really answers;
+``down`` stops only the processes whose pid files it wrote; ``status`` asks each service.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream_app.errors import DevstackError
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
+
+
+@dataclass(frozen=True)
+class DevstackSettings:
+    """Where the stack lives and which ports it takes (env: DEVSTACK_DIR, DEVSTACK_KAFKA_PORT, ...)."""
+
+    root: Path
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    redis_port: int = 6379
+    host: str = "127.0.0.1"
+    pom: Path = REPO_ROOT / "devstack" / "pom.xml"
+    kafka_heap: str = "768m"
+    start_timeout_s: float = 90.0
+
+    @classmethod
+    def from_env(cls, root: Path | None = None) -> DevstackSettings:
+        env = os.environ
+        return cls(
+            root=Path(root or env.get("DEVSTACK_DIR") or REPO_ROOT / ".devstack").resolve(),
+            kafka_port=int(env.get("DEVSTACK_KAFKA_PORT", 9092)),
+            kafka_controller_port=int(env.get("DEVSTACK_KAFKA_CONTROLLER_PORT", 9093)),
+            redis_port=int(env.get("DEVSTACK_REDIS_PORT", 6379)),
+        )
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.root / "kafka-jars"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.root / "kafka"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def kafka_pidfile(self) -> Path:
+        return self.kafka_dir / "kafka.pid"
+
+    @property
+    def redis_pidfile(self) -> Path:
+        return self.redis_dir / "redis.pid"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    detail: str
+
+    def line(self) -> str:
+        state = "healthy" if self.healthy else ("running, not answering" if self.running else "stopped")
+        pid = f"pid {self.pid}" if self.pid else "no pid"
+        return f"{self.name:<6} {state:<24} {pid:<12} {self.detail}"
+
+
+# --------------------------------------------------------------------------- process helpers
+
+
+def _read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_ours(pid: int | None, marker: str) -> bool:
+    """A pid from our pid file is ours only if that process still runs our command (pids get reused)."""
+    if not pid:
+        return False
+    cmd = _cmdline(pid)
+    if not cmd:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.split(")")[-1].split()[0] == "Z":  # zombie: exited, not yet reaped
+            return False
+    except OSError:
+        return False
+    return marker in cmd
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _stop_pid(pid: int, name: str, timeout_s: float = 30.0) -> None:
+    log.info("stopping %s (pid %d)", name, pid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _cmdline(pid) == "":
+            return
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap if it is our child
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    log.warning("%s (pid %d) ignored SIGTERM for %.0fs; killing", name, pid, timeout_s)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_until(check, what: str, timeout_s: float, log_file: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    last_error = ""
+    while time.monotonic() < deadline:
+        ok, last_error = check()
+        if ok:
+            return
+        time.sleep(0.5)
+    tail = ""
+    if log_file and log_file.exists():
+        tail = "\n--- last lines of " + str(log_file) + " ---\n" + "\n".join(
+            log_file.read_text(errors="replace").splitlines()[-20:]
+        )
+    raise DevstackError(f"{what} did not answer within {timeout_s:.0f}s: {last_error}{tail}")
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+def _redis_ping(settings: DevstackSettings) -> tuple[bool, str]:
+    import redis
+
+    try:
+        client = redis.Redis(host=settings.host, port=settings.redis_port, socket_timeout=1)
+        ok = bool(client.ping())
+        client.close()
+        return ok, "PONG" if ok else "no PONG"
+    except redis.RedisError as exc:
+        return False, str(exc)
+
+
+def _redis_status(settings: DevstackSettings) -> ServiceStatus:
+    pid = _read_pid(settings.redis_pidfile)
+    running = _is_ours(pid, "redis-server")
+    healthy, detail = _redis_ping(settings) if running else (False, "")
+    where = f"{settings.host}:{settings.redis_port}"
+    return ServiceStatus("redis", pid if running else None, running, healthy, f"{where} {detail}".strip())
+
+
+def _start_redis(settings: DevstackSettings) -> None:
+    if _redis_status(settings).healthy:
+        log.info("redis already running on %s:%d", settings.host, settings.redis_port)
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        raise DevstackError("redis-server not found: install it with `apt-get install redis-server`")
+    if _port_open(settings.host, settings.redis_port):
+        raise DevstackError(
+            f"port {settings.redis_port} is taken by a process this devstack did not start; stop it "
+            f"(e.g. `service redis-server stop`) or choose another port with DEVSTACK_REDIS_PORT"
+        )
+    settings.redis_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            server,
+            "--bind", settings.host,
+            "--port", str(settings.redis_port),
+            "--dir", str(settings.redis_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--daemonize", "yes",
+            "--pidfile", str(settings.redis_pidfile),
+            "--logfile", str(settings.redis_dir / "redis.log"),
+            "--save", "",
+        ],
+        check=True,
+    )
+    _wait_until(lambda: _redis_ping(settings), "redis", 20, settings.redis_dir / "redis.log")
+    log.info("redis up on %s:%d", settings.host, settings.redis_port)
+
+
+# --------------------------------------------------------------------------- Kafka
+
+
+def _ensure_kafka_jars(settings: DevstackSettings) -> None:
+    if settings.jars_dir.exists() and any(settings.jars_dir.glob("kafka_2.13-*.jar")):
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise DevstackError("mvn not found: Maven is needed to fetch the Kafka jars (apt-get install maven)")
+    if not settings.pom.exists():
+        raise DevstackError(f"Kafka pom not found at {settings.pom}")
+    log.info("fetching Kafka jars with Maven into %s", settings.jars_dir)
+    result = subprocess.run(
+        [
+            mvn, "-q", "-B", "-f", str(settings.pom), "dependency:copy-dependencies",
+            "-DincludeScope=runtime", f"-DoutputDirectory={settings.jars_dir}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        shutil.rmtree(settings.jars_dir, ignore_errors=True)
+        raise DevstackError(f"mvn could not fetch the Kafka jars:\n{result.stdout}\n{result.stderr}")
+
+
+def _kafka_properties(settings: DevstackSettings) -> str:
+    data_dir = settings.kafka_dir / "data"
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={settings.host}:{settings.kafka_controller_port}",
+            f"listeners=PLAINTEXT://{settings.host}:{settings.kafka_port},"
+            f"CONTROLLER://{settings.host}:{settings.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://{settings.host}:{settings.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"log.dirs={data_dir}",
+            # single node: every internal topic has one replica
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "num.partitions=4",
+            "auto.create.topics.enable=true",
+            "message.max.bytes=2097152",
+            "",
+        ]
+    )
+
+
+def _kafka_java(settings: DevstackSettings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
+    java = shutil.which("java")
+    if java is None:
+        raise DevstackError("java not found: a JDK 17+ is needed to run Kafka (apt-get install openjdk-17-jre)")
+    log4j = settings.kafka_dir / "log4j2.properties"
+    return [
+        java, f"-Xmx{heap}", f"-Xms{heap}" if main_class == KAFKA_MAIN_CLASS else "-Xms64m",
+        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={settings.kafka_dir}",
+        "-cp", f"{settings.jars_dir}/*",
+        main_class, *args,
+    ]
+
+
+_LOG4J2 = """status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = INFO
+"""
+
+
+def _kafka_answers(settings: DevstackSettings) -> tuple[bool, str]:
+    """A metadata round trip, not just an open port: the broker must have joined its own quorum."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not _port_open(settings.host, settings.kafka_port):
+        return False, "port closed"
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000, client_id="devstack"
+        )
+        try:
+            brokers = admin.describe_cluster().get("brokers", [])
+        finally:
+            admin.close()
+        return (len(brokers) > 0, f"{len(brokers)} broker(s)")
+    except (KafkaError, OSError, ValueError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _kafka_status(settings: DevstackSettings) -> ServiceStatus:
+    pid = _read_pid(settings.kafka_pidfile)
+    running = _is_ours(pid, KAFKA_MAIN_CLASS)
+    healthy, detail = _kafka_answers(settings) if running else (False, "")
+    return ServiceStatus(
+        "kafka", pid if running else None, running, healthy, f"{settings.kafka_bootstrap} {detail}".strip()
+    )
+
+
+def _start_kafka(settings: DevstackSettings) -> None:
+    status = _kafka_status(settings)
+    if status.healthy:
+        log.info("kafka already running on %s", settings.kafka_bootstrap)
+        return
+    if status.running:  # started earlier, still coming up
+        _wait_until(lambda: _kafka_answers(settings), "kafka", settings.start_timeout_s)
+        return
+    for port in (settings.kafka_port, settings.kafka_controller_port):
+        if _port_open(settings.host, port):
+            raise DevstackError(
+                f"port {port} is taken by a process this devstack did not start; stop it or choose "
+                "other ports with DEVSTACK_KAFKA_PORT / DEVSTACK_KAFKA_CONTROLLER_PORT"
+            )
+    _ensure_kafka_jars(settings)
+    settings.kafka_dir.mkdir(parents=True, exist_ok=True)
+    props = settings.kafka_dir / "server.properties"
+    props.write_text(_kafka_properties(settings))
+    (settings.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
+    if not (settings.kafka_dir / "data" / "meta.properties").exists():
+        # Kafka's cluster id is a url-safe base64 uuid (what `StorageTool random-uuid` prints).
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            _kafka_java(settings, STORAGE_TOOL_CLASS, "format", "--standalone", "-t", cluster_id,
+                        "-c", str(props)),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise DevstackError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+    log_file = settings.kafka_dir / "kafka.log"
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            _kafka_java(settings, KAFKA_MAIN_CLASS, str(props), heap=settings.kafka_heap),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the shell that ran `up`; `down` stops it by pid
+        )
+    settings.kafka_pidfile.write_text(str(proc.pid))
+
+    def check() -> tuple[bool, str]:
+        if proc.poll() is not None:
+            raise DevstackError(
+                f"kafka exited with code {proc.returncode} during start-up; see {log_file}:\n"
+                + "\n".join(log_file.read_text(errors="replace").splitlines()[-20:])
+            )
+        return _kafka_answers(settings)
+
+    _wait_until(check, "kafka", settings.start_timeout_s, log_file)
+    log.info("kafka up on %s (pid %d)", settings.kafka_bootstrap, proc.pid)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def up(settings: DevstackSettings) -> list[ServiceStatus]:
+    settings.root.mkdir(parents=True, exist_ok=True)
+    _start_redis(settings)
+    _start_kafka(settings)
+    return status(settings)
+
+
+def down(settings: DevstackSettings) -> list[ServiceStatus]:
+    for pidfile, marker, name in (
+        (settings.kafka_pidfile, KAFKA_MAIN_CLASS, "kafka"),
+        (settings.redis_pidfile, "redis-server", "redis"),
+    ):
+        pid = _read_pid(pidfile)
+        if _is_ours(pid, marker):
+            assert pid is not None
+            _stop_pid(pid, name)
+        elif pid is not None:
+            log.info("%s: pid file names %d, which is not our process any more; leaving it", name, pid)
+        pidfile.unlink(missing_ok=True)
+    return status(settings)
+
+
+def status(settings: DevstackSettings) -> list[ServiceStatus]:
+    return [_kafka_status(settings), _redis_status(settings)]
