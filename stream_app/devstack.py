@@ -9,6 +9,7 @@ Debian's ``redis-server`` with AOF persistence. Data, logs and pid files live un
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import os
 import shutil
@@ -140,16 +141,12 @@ def _stop_pid(pid: int, name: str, timeout_s: float = 30.0) -> None:
     while time.monotonic() < deadline:
         if not Path(f"/proc/{pid}").exists() or _cmdline(pid) == "":
             return
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap if it is our child
-        except ChildProcessError:
-            pass
         time.sleep(0.2)
     log.warning("%s (pid %d) ignored SIGTERM for %.0fs; killing", name, pid, timeout_s)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _wait_until(check, what: str, timeout_s: float, log_file: Path | None = None) -> None:
@@ -281,7 +278,7 @@ def _kafka_properties(settings: DevstackSettings) -> str:
 def _kafka_java(settings: DevstackSettings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
     java = shutil.which("java")
     if java is None:
-        raise DevstackError("java not found: a JDK 17+ is needed to run Kafka (apt-get install openjdk-17-jre)")
+        raise DevstackError("java not found: Kafka needs a JDK 17+ (apt-get install openjdk-17-jre-headless)")
     log4j = settings.kafka_dir / "log4j2.properties"
     return [
         java, f"-Xmx{heap}", f"-Xms{heap}" if main_class == KAFKA_MAIN_CLASS else "-Xms64m",
