@@ -161,9 +161,7 @@ class SteelDefectLSTM(nn.Module):
     ) -> dict[str, list[float]]:
         """Fit the z-score statistics on training data, over valid steps only (never padding)."""
         if isinstance(sequences, np.ndarray) and sequences.ndim == 3:
-            lengths = (
-                [sequences.shape[1]] * len(sequences) if sequence_lengths is None else list(sequence_lengths)
-            )
+            lengths = [sequences.shape[1]] * len(sequences) if sequence_lengths is None else list(sequence_lengths)
             rows = [sequences[i, : int(n)] for i, n in enumerate(lengths)]
         else:
             rows = [np.asarray(s) for s in sequences]
@@ -232,8 +230,14 @@ class SteelDefectLSTM(nn.Module):
         if self.num_classes == 1:
             logits = logits.squeeze(-1)  # (B,)
         self._last_attention = weights.detach()
-        return {"input_norm": x, "lstm": h, "attention": weights, "pooled": pooled, "norm": normed,
-                "classifier": logits}
+        return {
+            "input_norm": x,
+            "lstm": h,
+            "attention": weights,
+            "pooled": pooled,
+            "norm": normed,
+            "classifier": logits,
+        }
 
     def forward(self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any = None) -> torch.Tensor:
         return self._run(sequences, sequence_lengths)["classifier"]
@@ -251,9 +255,7 @@ class SteelDefectLSTM(nn.Module):
             raise RuntimeError("no forward pass has run yet")
         return self._last_attention
 
-    def get_layer_outputs(
-        self, sequences: Any, layer_name: str = "lstm", sequence_lengths: Any = None
-    ) -> torch.Tensor:
+    def get_layer_outputs(self, sequences: Any, layer_name: str = "lstm", sequence_lengths: Any = None) -> torch.Tensor:
         """Output of one stage (see ``LAYER_NAMES``) for ``sequences``, without gradients."""
         if layer_name not in LAYER_NAMES:
             raise ValueError(f"unknown layer {layer_name!r}; choose one of {LAYER_NAMES}")

@@ -37,8 +37,11 @@ class LSTMPerformanceTracker:
         if batch_size < 1 or inference_time < 0:
             raise ValueError("batch_size must be >= 1 and inference_time >= 0")
         self.inference_times.append(
-            {"batch_size": batch_size, "seconds": float(inference_time),
-             "ms_per_sequence": 1000.0 * inference_time / batch_size}
+            {
+                "batch_size": batch_size,
+                "seconds": float(inference_time),
+                "ms_per_sequence": 1000.0 * inference_time / batch_size,
+            }
         )
 
     def log_memory_usage(self, memory_mb: float) -> None:

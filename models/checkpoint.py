@@ -1,0 +1,105 @@
+"""Checkpoints: one dict with weights, model config, normalisation, version and training metadata.
+
+Loaded with ``torch.load(..., weights_only=True)``, so everything besides tensors is plain Python
+(str, int, float, bool, list, dict). ``version`` is ``"<format>-<sha256 of the weights, 12 hex>"``:
+the same weights always give the same version, which the service reports as ``model_version``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.lstm_model import SteelDefectLSTM
+
+__all__ = ["CHECKPOINT_FORMAT", "DEFAULT_CHECKPOINT", "load_checkpoint", "save_checkpoint", "weights_version"]
+
+CHECKPOINT_FORMAT = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default" / "model.pt"
+
+
+def _plain(value: Any) -> Any:
+    """Convert numpy scalars/arrays and tuples to plain Python so ``weights_only`` loading accepts them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"checkpoint metadata holds a {type(value).__name__}; use plain types")
+
+
+def weights_version(state_dict: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    return f"v{CHECKPOINT_FORMAT}-{digest.hexdigest()[:12]}"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: SteelDefectLSTM,
+    *,
+    normalization: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``model`` to ``path``; returns the saved dict (without weights) for logging.
+
+    ``normalization`` (``{"mean": [...], "std": [...]}``) defaults to the model's own statistics; if
+    given it is also set on the model so the two never disagree.
+    """
+    if normalization is not None:
+        model.set_normalization(normalization)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": weights_version(state),
+        "config": _plain(model.config),
+        "normalization": _plain(model.get_normalization()),
+        "metadata": _plain(metadata or {}),
+        "state_dict": state,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def load_checkpoint(
+    path: str | Path = DEFAULT_CHECKPOINT, map_location: str | torch.device = "cpu"
+) -> tuple[SteelDefectLSTM, dict[str, Any]]:
+    """Rebuild the model from its saved config and weights; returns (model in eval mode, info dict).
+
+    ``info`` holds ``version``, ``config``, ``normalization``, ``metadata`` and ``format``.
+    """
+    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a checkpoint written by models.checkpoint")
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: unsupported checkpoint format {payload.get('format')!r}")
+    model = SteelDefectLSTM(payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.set_normalization(payload["normalization"])
+    model.to(map_location).eval()
+    info = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, info
+
+
+def describe_checkpoint(path: str | Path) -> str:
+    _, info = load_checkpoint(path)
+    return json.dumps({k: info[k] for k in ("version", "metadata")}, indent=2)

@@ -1,0 +1,293 @@
+"""Synthetic continuous-casting sensor data whose defects are written into the signals.
+
+Each casting is a ``[T, 5]`` float32 array at 1 Hz (T in 100..500) in raw physical units, channel order
+as in DESIGN.md: casting_speed (m/min), mold_temperature (°C), mold_level (mm), cooling_water_flow
+(L/min), superheat (°C). Values always stay inside the hard limits of that table.
+
+Signal model: a per-casting operating point, slow Ornstein-Uhlenbeck drifts, white sensor noise and
+couplings (speed changes disturb the mold level; less cooling water warms the mold; superheat warms
+it too). On top come discrete process events:
+
+- ``excursion``: mold-level excursion, a damped oscillation of 12..25 mm over ~15 s;
+- ``drop``: sudden mold-temperature drop of 15..35 °C, recovering over ~15 s (sticker-like);
+- ``surge``: casting-speed surge of +0.2..0.4 m/min for 10..25 s;
+- ``cooling``: cooling-water disturbance, flow -25..-50 L/min for 10..30 s;
+- ``superheat dip``: a slow superheat dip to 14..18 °C over ~60 s.
+
+Defect mechanisms depend on the order and timing of events, not on their presence:
+
+1. sticker: an excursion followed 3..30 s later by a temperature drop (a drop before an excursion, or
+   long after it, is benign);
+2. surge during low superheat: a speed surge while superheat < 20 °C (a surge at normal superheat, or
+   a dip without a surge, is benign);
+3. cooling upset after an excursion: a cooling disturbance starting 0..25 s after an excursion.
+
+The latent risk is ``sigmoid(-5 + 8.5 s1 + 8.5 s2 + 7.5 s3)`` with each ``s`` in [0, 1] graded by timing
+(or superheat); the label is a Bernoulli draw from it. Every casting also gets benign look-alike
+events, so event counts and summary statistics say little. ``oracle_auc`` is the AUC of the latent
+risk itself: the best any model can do on a dataset.
+
+Casting ``i`` of ``generate_castings(n, seed)`` does not depend on ``n`` (one child seed per casting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.signal import lfilter
+
+__all__ = [
+    "CHANNELS",
+    "HARD_LIMITS",
+    "NOMINAL",
+    "SyntheticCastings",
+    "generate_casting",
+    "generate_castings",
+    "load_dataset",
+    "oracle_auc",
+    "save_dataset",
+]
+
+CHANNELS = ("casting_speed", "mold_temperature", "mold_level", "cooling_water_flow", "superheat")
+NOMINAL = np.array([1.2, 1520.0, 150.0, 200.0, 25.0])
+HARD_LIMITS = np.array([[0.5, 2.5], [1400.0, 1650.0], [100.0, 200.0], [100.0, 300.0], [10.0, 50.0]])
+_SAFE_LIMITS = HARD_LIMITS + np.array([0.01, -0.01]) * (HARD_LIMITS[:, 1:] - HARD_LIMITS[:, :1])
+
+# scenario probabilities per casting (the rest carry only look-alikes and background events)
+_MECHANISM_P = {"sticker": 0.03, "surge_low_superheat": 0.045, "cooling_after_excursion": 0.03}
+_BIAS, _WEIGHTS = -5.0, np.array([8.5, 8.5, 7.5])
+
+
+@dataclass
+class SyntheticCastings:
+    sequences: list[np.ndarray]  # each [T_i, 5] float32, raw units
+    labels: np.ndarray  # (N,) int64 0/1
+    risk: np.ndarray  # (N,) float64 latent defect probability
+    mechanisms: np.ndarray  # (N, 3) float64 mechanism strengths s1..s3
+    seed: int | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(s) for s in self.sequences], dtype=np.int64)
+
+    def subset(self, idx: np.ndarray) -> SyntheticCastings:
+        idx = np.asarray(idx)
+        return SyntheticCastings(
+            [self.sequences[i] for i in idx],
+            self.labels[idx],
+            self.risk[idx],
+            self.mechanisms[idx],
+            self.seed,
+            dict(self.meta),
+        )
+
+
+def _ou(rng: np.random.Generator, n: int, tau_s: float, sigma: float) -> np.ndarray:
+    """Ornstein-Uhlenbeck drift with time constant ``tau_s`` and stationary std ``sigma``."""
+    a = np.exp(-1.0 / tau_s)
+    noise = rng.normal(0.0, sigma * np.sqrt(1 - a * a), n)
+    start = rng.normal(0.0, sigma)
+    return lfilter([1.0], [1.0, -a], noise, zi=[a * start])[0]
+
+
+def _ramp(x: float, full: float, zero: float) -> float:
+    """1 at/below ``full``, 0 at/above ``zero``, linear between (works for either ordering)."""
+    if full == zero:
+        return float(x <= full)
+    return float(np.clip((zero - x) / (zero - full), 0.0, 1.0))
+
+
+def _sticker_strength(excursions: list[float], drops: list[float]) -> float:
+    best = 0.0
+    for te in excursions:
+        for td in drops:
+            gap = td - te
+            if gap < 1.0:
+                continue
+            best = max(best, _ramp(gap, 30.0, 40.0) * _ramp(-gap, -3.0, -1.0))
+    return best
+
+
+def _cooling_strength(excursions: list[float], coolings: list[float]) -> float:
+    best = 0.0
+    for te in excursions:
+        for tc in coolings:
+            gap = tc - te
+            if gap >= 0:
+                best = max(best, _ramp(gap, 25.0, 35.0))
+    return best
+
+
+def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
+    """One casting: (values [T, 5] float32, latent risk, mechanism strengths (3,))."""
+    n = int(rng.integers(100, 501))
+    t = np.arange(n, dtype=np.float64)
+
+    def when(margin_end: float = 20.0, start: float = 5.0) -> float:
+        return float(rng.uniform(start, max(start + 1.0, n - margin_end)))
+
+    excursions: list[float] = []
+    drops: list[float] = []
+    surges: list[tuple[float, float]] = []  # (start, duration)
+    coolings: list[float] = []
+    dips: list[float] = []
+
+    # planted mechanism (at most one), timed so that it counts
+    u = rng.random()
+    cum = np.cumsum(list(_MECHANISM_P.values()))
+    if u < cum[0]:
+        te = when(45.0)
+        excursions.append(te)
+        drops.append(te + rng.uniform(4.0, 28.0))
+    elif u < cum[1]:
+        td = when(50.0, 30.0)
+        dips.append(td)
+        surges.append((td + rng.uniform(-12.0, 8.0), rng.uniform(10.0, 25.0)))
+    elif u < cum[2]:
+        te = when(40.0)
+        excursions.append(te)
+        coolings.append(te + rng.uniform(1.0, 22.0))
+
+    # benign look-alikes: the same kinds of events in a harmless order or timing
+    for _ in range(rng.poisson(1.0)):
+        kind = rng.integers(0, 5)
+        if kind == 0:  # drop before excursion
+            td = when(60.0)
+            drops.append(td)
+            excursions.append(td + rng.uniform(5.0, 40.0))
+        elif kind == 1:  # excursion, drop long after
+            te = when(120.0)
+            excursions.append(te)
+            drops.append(te + rng.uniform(60.0, 110.0))
+        elif kind == 2:  # surge at normal superheat (placed away from any dip below)
+            surges.append((when(30.0), rng.uniform(10.0, 25.0)))
+        elif kind == 3:  # superheat dip without surge
+            dips.append(when(40.0, 30.0))
+        else:  # cooling disturbance before an excursion
+            tc = when(60.0)
+            coolings.append(tc)
+            excursions.append(tc + rng.uniform(10.0, 40.0))
+    # background events at random times (can coincide by chance; the risk accounts for it)
+    scale = n / 300.0
+    excursions += [when() for _ in range(rng.poisson(0.15 * scale))]
+    drops += [when() for _ in range(rng.poisson(0.15 * scale))]
+    coolings += [when() for _ in range(rng.poisson(0.1 * scale))]
+
+    # ---- continuous signals
+    speed0 = rng.normal(1.2, 0.06)
+    temp0 = rng.normal(1520.0, 8.0)
+    level0 = rng.normal(150.0, 2.0)
+    flow0 = rng.normal(200.0, 8.0)
+    sh0 = rng.normal(27.0, 2.0)
+
+    superheat = sh0 + _ou(rng, n, 120.0, 1.2)
+    for td in dips:
+        depth = sh0 - rng.uniform(14.0, 18.0)
+        superheat -= depth * np.exp(-0.5 * ((t - td) / 25.0) ** 2) / 1.0
+    # keep benign surges out of dips: evaluated below through the superheat actually present
+
+    speed = speed0 + _ou(rng, n, 60.0, 0.02)
+    for ts, dur in surges:
+        amp = rng.uniform(0.2, 0.4)
+        speed += amp * 0.5 * (np.tanh((t - ts) / 2.0) - np.tanh((t - ts - dur) / 2.0))
+
+    flow = flow0 + _ou(rng, n, 80.0, 3.0)
+    for tc in coolings:
+        amp, dur = rng.uniform(25.0, 50.0), rng.uniform(10.0, 30.0)
+        flow -= amp * 0.5 * (np.tanh((t - tc) / 1.5) - np.tanh((t - tc - dur) / 3.0))
+
+    # mold level: controller residual responds to speed changes (high-pass of speed), plus excursions
+    speed_slow = lfilter([0.1], [1.0, -0.9], speed - speed0) + speed0
+    level = level0 + _ou(rng, n, 20.0, 0.8) - 25.0 * (speed - speed_slow)
+    for te in excursions:
+        amp, period, decay = rng.uniform(12.0, 25.0) * rng.choice([-1, 1]), rng.uniform(4.0, 8.0), rng.uniform(4, 7)
+        dt = np.clip(t - te, 0.0, None)
+        level += (t >= te) * amp * np.exp(-dt / decay) * np.sin(2 * np.pi * dt / period)
+
+    # mold temperature: superheat warms it, cooling water cools it, plus sticker-like drops
+    temp = temp0 + _ou(rng, n, 90.0, 3.0) + 0.8 * (superheat - sh0) - 0.12 * (flow - flow0)
+    for td in drops:
+        amp, tau = rng.uniform(15.0, 35.0), rng.uniform(8.0, 20.0)
+        dt = np.clip(t - td, 0.0, None)
+        temp -= (t >= td) * amp * np.minimum(dt / 2.0, 1.0) * np.exp(-np.clip(dt - 2.0, 0, None) / tau)
+
+    # ---- risk from the events as they happened (timing and superheat at the surge)
+    s1 = _sticker_strength(excursions, drops)
+    s2 = 0.0
+    for ts, dur in surges:
+        lo, hi = int(max(ts, 0)), int(min(ts + dur, n - 1)) + 1
+        if lo < hi:
+            s2 = max(s2, _ramp(float(superheat[lo:hi].min()), 18.5, 21.0))
+    s3 = _cooling_strength(excursions, coolings)
+    mech = np.array([s1, s2, s3])
+    risk = 1.0 / (1.0 + np.exp(-(_BIAS + _WEIGHTS @ mech)))
+
+    noise = rng.normal(0.0, 1.0, (n, 5)) * np.array([0.004, 1.5, 1.0, 1.5, 0.3])
+    values = np.stack([speed, temp, level, flow, superheat], axis=1) + noise
+    values = np.clip(values, _SAFE_LIMITS[:, 0], _SAFE_LIMITS[:, 1])
+    return values.astype(np.float32), float(risk), mech
+
+
+def generate_castings(n: int, seed: int = 0) -> SyntheticCastings:
+    """``n`` castings, deterministic from ``seed``; labels ~ Bernoulli(latent risk)."""
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    children = np.random.SeedSequence(seed).spawn(n)
+    sequences, risks, mechs, labels = [], np.zeros(n), np.zeros((n, 3)), np.zeros(n, dtype=np.int64)
+    for i, child in enumerate(children):
+        rng = np.random.default_rng(child)
+        values, risk, mech = generate_casting(rng)
+        sequences.append(values)
+        risks[i], mechs[i] = risk, mech
+        labels[i] = int(rng.random() < risk)
+    return SyntheticCastings(sequences, labels, risks, mechs, seed, {"generator": "models.synthetic/v1"})
+
+
+def oracle_auc(data: SyntheticCastings) -> float:
+    """AUC-ROC of the latent risk against the labels: the best achievable on this dataset."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(data.labels, data.risk))
+
+
+def save_dataset(data: SyntheticCastings, path: str | Path) -> Path:
+    """Write an NPZ: concatenated values plus per-casting offsets, labels, risk, mechanisms."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = data.lengths
+    values = np.concatenate(data.sequences, axis=0) if len(data) else np.zeros((0, 5), np.float32)
+    np.savez_compressed(
+        path,
+        values=values,
+        lengths=lengths,
+        labels=data.labels,
+        risk=data.risk,
+        mechanisms=data.mechanisms,
+        seed=np.array(-1 if data.seed is None else data.seed),
+        channels=np.array(CHANNELS),
+    )
+    return path
+
+
+def load_dataset(path: str | Path) -> SyntheticCastings:
+    """Read a dataset written by ``save_dataset``."""
+    with np.load(Path(path), allow_pickle=False) as z:
+        lengths = z["lengths"]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        values = z["values"]
+        sequences = [values[offsets[i] : offsets[i + 1]].copy() for i in range(len(lengths))]
+        seed = int(z["seed"])
+        return SyntheticCastings(
+            sequences,
+            z["labels"].astype(np.int64),
+            z["risk"].astype(np.float64),
+            z["mechanisms"],
+            None if seed < 0 else seed,
+            {"source": str(path)},
+        )
