@@ -80,6 +80,26 @@ def devstack_status(settings) -> None:
     sys.exit(0 if _print_status(ds.status(settings)) else 1)
 
 
+def _config_option(fn):
+    return click.option(
+        "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None, help="YAML config (default: configs/stream.yaml); STREAM_APP__* variables override it.",
+    )(fn)
+
+
+@cli.command()
+@_config_option
+@click.option("--datadir", type=click.Path(path_type=Path), default=None, help="faust's local state folder.")
+def worker(config_path: Path | None, datadir: Path | None) -> None:
+    """Run a streaming worker (start several with the same app_id to share the partitions)."""
+    from stream_app.config import load_config
+    from stream_app.worker import run_worker
+
+    cfg = load_config(config_path)
+    level = logging.getLevelName(logging.getLogger().level).lower()
+    run_worker(cfg, loglevel={"warning": "warn", "critical": "crit"}.get(level, level), datadir=datadir)
+
+
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (each imports its heavy dependencies lazily)."""
     try:

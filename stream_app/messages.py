@@ -1,0 +1,177 @@
+"""Parse and validate raw Kafka records from `casting.sensors` into readings and end markers.
+
+Every rejection raises `RejectedInput` with a reason from `REASONS`; nothing here touches I/O.
+
+Input contract (JSON, UTF-8, key = casting id):
+    {"type": "reading",  "casting_id": "C-1", "step": 17, "values": [5 floats], "ts": "...optional"}
+    {"type": "readings", "casting_id": "C-1", "start_step": 17, "values": [[5 floats], ...]}
+    {"type": "end",      "casting_id": "C-1", "n_steps": 300}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from stream_app.config import ValidationConfig
+from stream_app.errors import RejectedInput
+
+#: The dead-letter vocabulary: every rejected message or window carries exactly one of these.
+REASONS: dict[str, str] = {
+    "oversized": "message larger than validation.max_message_bytes",
+    "bad_key": "missing key, or a key that is not UTF-8",
+    "malformed_json": "value is not UTF-8 JSON",
+    "not_an_object": "JSON value is not an object",
+    "missing_field": "a required field is absent",
+    "bad_type": "a field has the wrong type",
+    "unknown_type": "`type` is not reading, readings or end",
+    "bad_casting_id": "casting_id empty, too long, or with control characters",
+    "key_mismatch": "record key differs from casting_id",
+    "wrong_channel_count": "a reading does not have one value per configured channel",
+    "non_finite": "a value is NaN or infinite",
+    "out_of_limits": "a value is outside its channel's configured hard limits",
+    "bad_step": "step negative, or at/after validation.max_steps",
+    "too_short": "end marker with n_steps below validation.min_steps",
+    "too_long": "end marker with n_steps above validation.max_steps",
+    "unknown_casting": "end marker for a casting with no buffered readings",
+    "length_mismatch": "buffered steps at or after the end marker's n_steps",
+    "too_many_gaps": "share of missing steps above window.max_gap_share",
+    "incomplete": "no end marker within window.abandon_after_s",
+}
+
+MAX_CASTING_ID_CHARS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """One or more consecutive steps of one casting; `rows` is (n, channels) float32."""
+
+    casting_id: str
+    start_step: int
+    rows: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class EndMarker:
+    casting_id: str
+    n_steps: int
+
+
+Message = Readings | EndMarker
+
+
+class MessageParser:
+    """Validates records against the configured limits; build once, call per record."""
+
+    def __init__(self, cfg: ValidationConfig) -> None:
+        self.cfg = cfg
+        self.n_channels = len(cfg.channels)
+        self.low = np.array([c.min for c in cfg.channels], dtype=np.float64)
+        self.high = np.array([c.max for c in cfg.channels], dtype=np.float64)
+        self.names = [c.name for c in cfg.channels]
+
+    def parse(self, key: bytes | None, value: bytes | None) -> Message:
+        if value is None:
+            raise RejectedInput("malformed_json", "empty value (tombstone)")
+        if len(value) > self.cfg.max_message_bytes:
+            raise RejectedInput("oversized", f"{len(value)} bytes > {self.cfg.max_message_bytes}")
+        key_text = _decode_key(key)
+        try:
+            doc = json.loads(value)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RejectedInput("malformed_json", str(exc)[:200]) from None
+        if not isinstance(doc, dict):
+            raise RejectedInput("not_an_object", f"got {type(doc).__name__}")
+        kind = _field(doc, "type", str)
+        casting_id = _field(doc, "casting_id", str)
+        _check_casting_id(casting_id)
+        if casting_id != key_text:
+            raise RejectedInput("key_mismatch", f"key {key_text!r} != casting_id {casting_id!r}")
+        if kind == "reading":
+            step = _field(doc, "step", int)
+            row = self._rows([_field(doc, "values", list)], first_step=step)
+            self._check_steps(step, 1)
+            return Readings(casting_id, step, row)
+        if kind == "readings":
+            start = _field(doc, "start_step", int)
+            values = _field(doc, "values", list)
+            if not values:
+                raise RejectedInput("bad_type", "values: empty chunk")
+            rows = self._rows(values, first_step=start)
+            self._check_steps(start, len(values))
+            return Readings(casting_id, start, rows)
+        if kind == "end":
+            return EndMarker(casting_id, _field(doc, "n_steps", int))
+        raise RejectedInput("unknown_type", f"type {kind!r}")
+
+    def check_length(self, end: EndMarker) -> None:
+        """Separate from `parse` so the caller knows which casting's buffer to free on rejection."""
+        if end.n_steps < self.cfg.min_steps:
+            raise RejectedInput("too_short", f"n_steps {end.n_steps} < min_steps {self.cfg.min_steps}")
+        if end.n_steps > self.cfg.max_steps:
+            raise RejectedInput("too_long", f"n_steps {end.n_steps} > max_steps {self.cfg.max_steps}")
+
+    def _check_steps(self, first: int, count: int) -> None:
+        last = first + count - 1
+        if first < 0 or last >= self.cfg.max_steps:
+            raise RejectedInput(
+                "bad_step", f"steps {first}..{last} outside 0..{self.cfg.max_steps - 1}"
+            )
+
+    def _rows(self, rows: list, first_step: int) -> np.ndarray:
+        for i, row in enumerate(rows):
+            if not isinstance(row, list):
+                raise RejectedInput("bad_type", f"values[{i}]: expected a list of numbers")
+            if len(row) != self.n_channels:
+                raise RejectedInput(
+                    "wrong_channel_count", f"step {first_step + i}: {len(row)} values, expected {self.n_channels}"
+                )
+            for value in row:
+                # bool is an int in Python; a sensor value of `true` is a producer bug
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise RejectedInput("bad_type", f"step {first_step + i}: non-numeric value {value!r}")
+        array = np.asarray(rows, dtype=np.float64)
+        finite = np.isfinite(array)
+        if not finite.all():
+            i, c = np.argwhere(~finite)[0]
+            raise RejectedInput("non_finite", f"step {first_step + i} {self.names[c]}: {array[i, c]}")
+        outside = (array < self.low) | (array > self.high)
+        if outside.any():
+            i, c = np.argwhere(outside)[0]
+            raise RejectedInput(
+                "out_of_limits",
+                f"step {first_step + i} {self.names[c]}={array[i, c]:g} outside "
+                f"[{self.low[c]:g}, {self.high[c]:g}]",
+            )
+        return array.astype(np.float32)
+
+
+def _decode_key(key: bytes | None) -> str:
+    if key is None:
+        raise RejectedInput("bad_key", "record has no key")
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RejectedInput("bad_key", f"key is not UTF-8: {key[:40]!r}") from None
+
+
+def _field(doc: dict, name: str, kind: type) -> object:
+    if name not in doc:
+        raise RejectedInput("missing_field", name)
+    value = doc[name]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        # 17.0 is accepted as 17; 17.5 is not a step
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise RejectedInput("bad_type", f"{name}: expected an integer, got {value!r}"[:200])
+    if kind is not int and not isinstance(value, kind):
+        raise RejectedInput("bad_type", f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _check_casting_id(casting_id: str) -> None:
+    if not casting_id or len(casting_id) > MAX_CASTING_ID_CHARS or not casting_id.isprintable():
+        raise RejectedInput("bad_casting_id", repr(casting_id[:MAX_CASTING_ID_CHARS]))

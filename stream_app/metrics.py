@@ -1,0 +1,66 @@
+"""Prometheus metrics of the worker, served over HTTP (`metrics.port`).
+
+Besides the usual counters, the two things stream frameworks lack and GPU inference servers have:
+queue delay (end marker consumed -> its batch starts scoring) and batch fill (batch size / max).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+FILL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+class Metrics:
+    """One registry per worker (tests build several in one process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.readings_ingested = Counter(
+            "casting_readings_ingested_total", "Sensor readings written to the window store", registry=r
+        )
+        self.messages_consumed = Counter(
+            "casting_messages_consumed_total", "Records consumed from the sensor topic", registry=r
+        )
+        self.castings_scored = Counter("casting_castings_scored_total", "Predictions produced", registry=r)
+        self.duplicates_resent = Counter(
+            "casting_duplicates_resent_total",
+            "Re-delivered scoring requests answered with the stored outcome", registry=r,
+        )
+        self.deadletters = Counter(
+            "casting_deadletters_total", "Records or windows sent to the dead-letter topic", ["reason"],
+            registry=r,
+        )
+        self.open_castings = Gauge(
+            "casting_open_castings", "Castings with buffered readings and no end marker yet", registry=r
+        )
+        self.batch_size = Histogram(
+            "casting_scoring_batch_size", "Castings per scoring batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_fill = Histogram(
+            "casting_scoring_batch_fill", "Scoring batch size / max_batch_size", buckets=FILL_BUCKETS,
+            registry=r,
+        )
+        self.ingest_batch_size = Histogram(
+            "casting_ingest_batch_records", "Records per ingest batch", buckets=(1, 10, 100, 1000, 10000),
+            registry=r,
+        )
+        self.queue_delay = Histogram(
+            "casting_queue_delay_seconds", "End marker consumed -> its scoring batch starts",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.inference_time = Histogram(
+            "casting_inference_seconds", "Model forward time per batch", buckets=LATENCY_BUCKETS_S, registry=r
+        )
+        self.end_to_end_latency = Histogram(
+            "casting_end_to_end_latency_seconds", "End marker consumed -> prediction produced",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> int:
+        """Start the HTTP endpoint in a daemon thread; returns the bound port (port 0 picks one)."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)

@@ -1,0 +1,81 @@
+"""Score a batch of casting windows: sort by length, pad, pack, one forward under inference_mode.
+
+Pure torch, no I/O besides loading the checkpoint; the agents call `Scorer.score` in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stream_app.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    probability: float
+    attention: np.ndarray  # (n_steps,) float32, sums to 1
+
+
+def choose_device(preference: str) -> torch.device:
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError("model.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda")
+    if preference == "auto" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Scorer:
+    def __init__(self, model: torch.nn.Module, version: str, device: torch.device) -> None:
+        if getattr(model, "num_classes", 1) != 1:
+            raise ModelLoadError("the service scores defect probability: the checkpoint must have num_classes=1")
+        self.model = model.to(device).eval()
+        self.version = version
+        self.device = device
+        self.n_channels = int(model.input_size)
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str, device_preference: str = "auto") -> Scorer:
+        from models.checkpoint import load_checkpoint
+
+        path = Path(path)
+        if not path.exists():
+            raise ModelLoadError(
+                f"model checkpoint {path} not found; train one with `stream-app train` "
+                "or point model.checkpoint (STREAM_APP__MODEL__CHECKPOINT) at one"
+            )
+        device = choose_device(device_preference)
+        try:
+            model, info = load_checkpoint(path, map_location=device)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"cannot load model checkpoint {path}: {exc}") from exc
+        log.info("loaded model %s from %s on %s", info["version"], path, device)
+        return cls(model, info["version"], device)
+
+    def score(self, windows: list[np.ndarray]) -> list[Score]:
+        """One probability and one attention vector per window, in the order given."""
+        if not windows:
+            return []
+        lengths = np.array([len(w) for w in windows])
+        order = np.argsort(-lengths, kind="stable")  # longest first: packing needs no re-sort
+        max_len = int(lengths[order[0]])
+        batch = np.zeros((len(windows), max_len, self.n_channels), dtype=np.float32)  # (B, T, C)
+        for row, i in enumerate(order):
+            batch[row, : lengths[i]] = windows[i]
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            logits = self.model(x, torch.from_numpy(lengths[order]))  # (B,)
+            probabilities = torch.sigmoid(logits).float().cpu().numpy()
+            attention = self.model.get_attention_weights().float().cpu().numpy()  # (B, T)
+        scores: list[Score | None] = [None] * len(windows)
+        for row, i in enumerate(order):
+            scores[i] = Score(float(probabilities[row]), attention[row, : lengths[i]].copy())
+        return scores  # type: ignore[return-value]

@@ -1,0 +1,113 @@
+"""Redis window store: one hash per casting (step -> packed float32 row), pipelined.
+
+Keys (all under the app's prefix, so a replay with another app id never touches live buffers):
+    {prefix}:win:{casting_id}    hash   step -> row bytes; duplicates collapse, order is free
+    {prefix}:open                zset   casting_id -> last activity (epoch s), for the abandonment sweep
+    {prefix}:done:{casting_id}   string the outcome already produced for this casting (a prediction or a
+                                 dead letter), so a re-delivered request re-sends the same bytes
+Every key carries a TTL as a safety net. No method makes more than one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import redis.asyncio
+
+from stream_app.messages import Readings
+from stream_app.windows import pack_row
+
+
+class RedisWindowStore:
+    def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.open_key = f"{prefix}:open"
+
+    def window_key(self, casting_id: str) -> str:
+        return f"{self.prefix}:win:{casting_id}"
+
+    def done_key(self, casting_id: str) -> str:
+        return f"{self.prefix}:done:{casting_id}"
+
+    async def append(self, batch: Sequence[Readings], now: float) -> None:
+        """Write every row of every message in one pipeline; HSET per casting, not per reading."""
+        if not batch:
+            return
+        per_casting: dict[str, dict[int, bytes]] = {}
+        for message in batch:
+            rows = per_casting.setdefault(message.casting_id, {})
+            for i, row in enumerate(message.rows):
+                rows[message.start_step + i] = pack_row(row)
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id, rows in per_casting.items():
+            key = self.window_key(casting_id)
+            pipe.hset(key, mapping=rows)
+            pipe.expire(key, self.ttl_s)
+        pipe.zadd(self.open_key, dict.fromkeys(per_casting, now))
+        pipe.expire(self.open_key, self.ttl_s)
+        await pipe.execute()
+
+    async def end_states(self, casting_ids: Sequence[str]) -> list[tuple[bool, bool]]:
+        """(window exists, outcome already produced) per casting; also takes them off the sweep list."""
+        if not casting_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id in casting_ids:
+            pipe.exists(self.window_key(casting_id))
+            pipe.exists(self.done_key(casting_id))
+        pipe.zrem(self.open_key, *casting_ids)
+        flags = await pipe.execute()
+        return [(bool(flags[2 * i]), bool(flags[2 * i + 1])) for i in range(len(casting_ids))]
+
+    async def fetch(self, casting_ids: Sequence[str]) -> list[tuple[dict[int, bytes], bytes | None]]:
+        """(rows by step, stored outcome or None) per casting, in one round trip."""
+        if not casting_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id in casting_ids:
+            pipe.hgetall(self.window_key(casting_id))
+            pipe.get(self.done_key(casting_id))
+        replies = await pipe.execute()
+        out = []
+        for i in range(len(casting_ids)):
+            raw_rows, done = replies[2 * i], replies[2 * i + 1]
+            out.append(({int(step): row for step, row in raw_rows.items()}, done))
+        return out
+
+    async def record_outcomes(self, outcomes: Iterable[tuple[str, bytes]]) -> None:
+        """Remember what was produced for each casting before it is sent (see module docstring)."""
+        pipe = self.client.pipeline(transaction=False)
+        count = 0
+        for casting_id, payload in outcomes:
+            pipe.set(self.done_key(casting_id), payload, ex=self.ttl_s)
+            count += 1
+        if count:
+            await pipe.execute()
+
+    async def free(self, casting_ids: Sequence[str]) -> None:
+        if not casting_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(*(self.window_key(c) for c in casting_ids))
+        pipe.zrem(self.open_key, *casting_ids)
+        await pipe.execute()
+
+    async def stale(self, older_than: float, limit: int = 1000) -> list[str]:
+        """Castings with no activity since `older_than` (epoch s)."""
+        ids = await self.client.zrangebyscore(self.open_key, "-inf", older_than, start=0, num=limit)
+        return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+    async def claim(self, casting_ids: Sequence[str]) -> list[str]:
+        """Take castings off the sweep list; only the caller whose ZREM removed one owns it."""
+        if not casting_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id in casting_ids:
+            pipe.zrem(self.open_key, casting_id)
+        removed = await pipe.execute()
+        return [c for c, n in zip(casting_ids, removed, strict=True) if n]
+
+    async def open_count(self) -> int:
+        return int(await self.client.zcard(self.open_key))

@@ -1,0 +1,54 @@
+"""Turn the buffered rows of one casting into the (n_steps, channels) window the model scores.
+
+Missing steps inside the window are filled by the configured policy and counted; a window with
+too many gaps, or with steps beyond its end marker, is rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from stream_app.config import WindowConfig
+from stream_app.errors import RejectedInput
+
+ROW_DTYPE = np.dtype("<f4")
+
+
+def pack_row(row: np.ndarray) -> bytes:
+    return row.astype(ROW_DTYPE, copy=False).tobytes()
+
+
+def assemble_window(
+    rows: Mapping[int, bytes], n_steps: int, n_channels: int, cfg: WindowConfig
+) -> tuple[np.ndarray, int]:
+    """Return (window float32 (n_steps, n_channels), number of filled steps)."""
+    if not rows:
+        raise RejectedInput("unknown_casting", "no buffered readings")
+    beyond = [step for step in rows if step >= n_steps]
+    if beyond:
+        raise RejectedInput(
+            "length_mismatch", f"{len(beyond)} buffered step(s) >= n_steps {n_steps}, first {min(beyond)}"
+        )
+    steps = np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))
+    values = np.frombuffer(b"".join(rows.values()), dtype=ROW_DTYPE).reshape(len(rows), n_channels)
+    missing = n_steps - len(rows)
+    if missing / n_steps > cfg.max_gap_share:
+        raise RejectedInput(
+            "too_many_gaps", f"{missing} of {n_steps} steps missing (> {cfg.max_gap_share:.1%})"
+        )
+    window = np.empty((n_steps, n_channels), dtype=np.float32)
+    if missing == 0:
+        window[steps] = values
+        return window, 0
+    order = np.argsort(steps)
+    steps, values = steps[order], values[order]
+    if cfg.gap_fill == "linear":
+        grid = np.arange(n_steps)
+        for c in range(n_channels):  # np.interp holds the end values flat outside the known steps
+            window[:, c] = np.interp(grid, steps, values[:, c])
+    else:  # ffill: each missing step takes the last known step; leading gaps take the first known
+        index = np.searchsorted(steps, np.arange(n_steps), side="right") - 1
+        window[:] = values[np.maximum(index, 0)]
+    return window, missing

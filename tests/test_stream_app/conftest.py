@@ -1,0 +1,70 @@
+"""Fixtures for the streaming service: a small checkpoint, worker processes, topic readers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_app.config import StreamConfig
+from tests.test_stream_app.harness import TopicReader, WorkerProcess, create_topics
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained lightweight model with fitted normalisation: fast, and enough to check the plumbing."""
+    import torch
+
+    from models.checkpoint import save_checkpoint
+    from models.lstm_model import LSTMModelVariants, SteelDefectLSTM
+    from models.synthetic import generate_castings
+
+    torch.manual_seed(7)
+    model = SteelDefectLSTM(LSTMModelVariants.lightweight_lstm())
+    model.fit_normalization(generate_castings(8, seed=3).sequences)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, model.eval(), metadata={"purpose": "stream_app tests"})
+    return path
+
+
+
+@pytest.fixture
+def worker_factory(tmp_path) -> Iterator[Callable[[StreamConfig], WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def make(cfg: StreamConfig) -> WorkerProcess:
+        worker = WorkerProcess(cfg, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    yield make
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def service_config(stream_config_factory, tiny_checkpoint) -> Callable[..., StreamConfig]:
+    """Config for a worker under test: unique topics/app id, tiny model, topics created up front."""
+
+    def make(**overrides) -> StreamConfig:
+        model = {"checkpoint": str(tiny_checkpoint), "device": "cpu", **overrides.pop("model", {})}
+        cfg = stream_config_factory(model=model, **overrides)
+        create_topics(cfg)
+        return cfg
+
+    return make
+
+
+@pytest.fixture
+def reader_factory() -> Iterator[Callable[[StreamConfig, str], TopicReader]]:
+    readers: list[TopicReader] = []
+
+    def make(cfg: StreamConfig, topic: str) -> TopicReader:
+        reader = TopicReader(cfg, topic)
+        readers.append(reader)
+        return reader
+
+    yield make
+    for reader in readers:
+        reader.close()

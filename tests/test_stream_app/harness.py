@@ -1,0 +1,167 @@
+"""Helpers for the streaming tests: worker processes, producing, reading topics, the offline reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from stream_app.config import StreamConfig
+from stream_app.connections import kafka_python_kwargs
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_env(cfg: StreamConfig) -> dict[str, str]:
+    """The environment that makes a worker process use `cfg` (the keys tests change)."""
+    return {
+        "STREAM_APP__APP_ID": cfg.app_id,
+        "STREAM_APP__TOPICS__SENSORS": cfg.topics.sensors,
+        "STREAM_APP__TOPICS__PREDICTIONS": cfg.topics.predictions,
+        "STREAM_APP__TOPICS__DEADLETTER": cfg.topics.deadletter,
+        "STREAM_APP__TOPICS__PARTITIONS": str(cfg.topics.partitions),
+        "STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": ",".join(cfg.kafka.bootstrap_servers),
+        "STREAM_APP__REDIS__URL": cfg.redis.url,
+        "STREAM_APP__MODEL__CHECKPOINT": str(cfg.model.checkpoint),
+        "STREAM_APP__MODEL__DEVICE": "cpu",
+        "STREAM_APP__MODEL__TORCH_THREADS": "1",
+        "STREAM_APP__BATCHING__MAX_BATCH_SIZE": str(cfg.batching.max_batch_size),
+        "STREAM_APP__BATCHING__MAX_WAIT_MS": str(cfg.batching.max_wait_ms),
+        "STREAM_APP__WINDOW__ABANDON_AFTER_S": str(cfg.window.abandon_after_s),
+        "STREAM_APP__WINDOW__SWEEP_INTERVAL_S": str(cfg.window.sweep_interval_s),
+        "STREAM_APP__VALIDATION__MAX_MESSAGE_BYTES": str(cfg.validation.max_message_bytes),
+    }
+
+
+@dataclass
+class WorkerProcess:
+    """`stream-app worker` as a subprocess; its log is kept for failure messages."""
+
+    cfg: StreamConfig
+    log_path: Path
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+
+    def start(self) -> WorkerProcess:
+        env = dict(os.environ, **config_env(self.cfg), STREAM_APP__METRICS__PORT=str(self.metrics_port))
+        env["PYTHONUNBUFFERED"] = "1"
+        self.starts += 1
+        log_file = self.log_path.open("ab")
+        log_file.write(f"\n===== start {self.starts} =====\n".encode())
+        log_file.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream_app.cli", "worker",
+             "--datadir", str(self.log_path.parent / f"faust-{self.cfg.app_id}-{self.metrics_port}")],
+            env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        log_file.close()
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def terminate(self, timeout_s: float = 60) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def metrics_text(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            return reply.read().decode()
+
+
+def create_topics(cfg: StreamConfig) -> None:
+    admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
+    try:
+        admin.create_topics(
+            [NewTopic(name, cfg.topics.partitions, 1)
+             for name in (cfg.topics.sensors, cfg.topics.predictions, cfg.topics.deadletter)]
+        )
+    finally:
+        admin.close()
+
+
+def produce(cfg: StreamConfig, messages: Iterable[tuple[bytes | None, bytes]], partition_of=None) -> int:
+    """Send (key, value) pairs; returns how many. Keys choose partitions as in production."""
+    producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=5, max_request_size=4_000_000)
+    count = 0
+    for key, value in messages:
+        partition = partition_of(key) if partition_of else None
+        producer.send(cfg.topics.sensors, key=key, value=value, partition=partition)
+        count += 1
+    producer.flush()
+    producer.close()
+    return count
+
+
+class TopicReader:
+    """Reads a topic from the beginning, accumulating records across calls."""
+
+    def __init__(self, cfg: StreamConfig, topic: str) -> None:
+        self.consumer = KafkaConsumer(
+            **kafka_python_kwargs(cfg.kafka), auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        partitions = self.consumer.partitions_for_topic(topic) or {0}
+        self.consumer.assign([TopicPartition(topic, p) for p in partitions])
+        self.consumer.seek_to_beginning()
+        self.records: list = []
+
+    def poll(self, timeout_ms: int = 500) -> list:
+        batch = [r for records in self.consumer.poll(timeout_ms=timeout_ms).values() for r in records]
+        self.records.extend(batch)
+        return batch
+
+    def read_until(self, done: Callable[[list], bool], timeout_s: float, check: Callable[[], None] = lambda: None):
+        deadline = time.monotonic() + timeout_s
+        while not done(self.records) and time.monotonic() < deadline:
+            check()
+            self.poll()
+        return self.records
+
+    def json(self) -> list[dict]:
+        return [json.loads(r.value) for r in self.records]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def offline_probabilities(checkpoint: Path, windows: dict[str, np.ndarray]) -> dict[str, float]:
+    """The reference: each window alone through the model, no service code involved."""
+    import torch
+
+    from models.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(checkpoint)
+    out = {}
+    with torch.no_grad():
+        for casting_id, window in windows.items():
+            x = torch.from_numpy(np.asarray(window, dtype=np.float32)[None])
+            out[casting_id] = float(torch.sigmoid(model(x))[0])
+    return out
