@@ -32,16 +32,29 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 
 
 @click.command("train")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="LSTM config YAML (default: configs/lstm.yaml if present, else built-in "
-              "defaults). Keys can be overridden as LSTM__SECTION__KEY=value environment variables.")
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Dataset NPZ written by models.synthetic.save_dataset.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="LSTM config YAML (default: configs/lstm.yaml if present, else built-in "
+    "defaults). Keys can be overridden as LSTM__SECTION__KEY=value environment variables.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Dataset NPZ written by models.synthetic.save_dataset.",
+)
 @click.option("--synthetic", type=click.IntRange(min=20), default=None, help="Generate N synthetic castings.")
 @click.option("--data-seed", type=int, default=0, show_default=True, help="Seed of the synthetic generator.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and of training.")
-@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Where model.pt, metrics.json, history.jsonl and the plots go.")
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where model.pt, metrics.json, history.jsonl and the plots go.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override training.num_epochs.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True, help="torch CPU threads.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
@@ -65,21 +78,35 @@ def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, thr
         config, source, output_dir, seed=seed, split=SplitSpec(seed=seed), progress=progress, num_threads=threads
     )
     click.echo(_summary(metrics["test"]))
-    click.echo(f"checkpoint {metrics['checkpoint']['path']} version {metrics['checkpoint']['version']}, "
-               f"training {metrics['training']['train_seconds']} s")
+    click.echo(
+        f"checkpoint {metrics['checkpoint']['path']} version {metrics['checkpoint']['version']}, "
+        f"training {metrics['training']['train_seconds']} s"
+    )
 
 
 @click.command("evaluate")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("checkpoints/default/model.pt"), show_default=True)
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Score this dataset instead of the checkpoint's own test split.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=Path("checkpoints/default/model.pt"),
+    show_default=True,
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Score this dataset instead of the checkpoint's own test split.",
+)
 @click.option("--synthetic", type=click.IntRange(min=20), default=None, help="Score N fresh synthetic castings.")
 @click.option("--data-seed", type=int, default=1, show_default=True, help="Generator seed for --synthetic.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JSON here.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="ROC/PR PNG here.")
-@click.option("--uea", type=click.Choice(["JapaneseVowels"]), default=None,
-              help="Instead: train and test the same model code on a UEA dataset bundled with sktime.")
+@click.option(
+    "--uea",
+    type=click.Choice(["JapaneseVowels"]),
+    default=None,
+    help="Instead: train and test the same model code on a UEA dataset bundled with sktime.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed for --uea.")
 @click.option("--check-targets", is_flag=True, help="Exit with status 1 when a target is missed.")
 @click.option("-v", "--verbose", is_flag=True)
@@ -90,8 +117,10 @@ def evaluate(checkpoint, data, synthetic, data_seed, output, plot, uea, seed, ch
         from models.uea import run_uea
 
         result = run_uea(uea, seed=seed, output=output)
-        click.echo(f"{uea}: test accuracy {result['test']['accuracy']:.4f} "
-                   f"(n={result['test']['n']}), target >= 0.95: {result['targets']['accuracy_ge_0.95']}")
+        click.echo(
+            f"{uea}: test accuracy {result['test']['accuracy']:.4f} "
+            f"(n={result['test']['n']}), target >= 0.95: {result['targets']['accuracy_ge_0.95']}"
+        )
         sys.exit(1 if check_targets and not all(result["targets"].values()) else 0)
 
     from models.evaluate import run_evaluation
@@ -106,15 +135,21 @@ def evaluate(checkpoint, data, synthetic, data_seed, output, plot, uea, seed, ch
 
 def _summary(result: dict) -> str:
     lstm = result["lstm"]
-    lines = [f"LSTM      AUC-ROC {lstm['auc_roc']:.4f}  AUC-PR {lstm['auc_pr']:.4f}  F1 {lstm['f1']:.4f}  "
-             f"precision {lstm['precision']:.4f}  recall {lstm['recall']:.4f}  (threshold {lstm['threshold']:.3f}, "
-             f"n={lstm['n']})"]
+    lines = [
+        f"LSTM      AUC-ROC {lstm['auc_roc']:.4f}  AUC-PR {lstm['auc_pr']:.4f}  F1 {lstm['f1']:.4f}  "
+        f"precision {lstm['precision']:.4f}  recall {lstm['recall']:.4f}  (threshold {lstm['threshold']:.3f}, "
+        f"n={lstm['n']})"
+    ]
     if "oracle" in result:
-        lines.append(f"oracle    AUC-ROC {result['oracle']['auc_roc']:.4f}  AUC-PR {result['oracle']['auc_pr']:.4f}  "
-                     f"(LSTM/oracle {result['lstm_auc_over_oracle']:.4f})")
+        lines.append(
+            f"oracle    AUC-ROC {result['oracle']['auc_roc']:.4f}  AUC-PR {result['oracle']['auc_pr']:.4f}  "
+            f"(LSTM/oracle {result['lstm_auc_over_oracle']:.4f})"
+        )
     if "baseline" in result:
         b = result["baseline"]
-        lines.append(f"baseline  AUC-ROC {b['auc_roc']:.4f}  AUC-PR {b['auc_pr']:.4f}  "
-                     f"(LSTM - baseline {result['lstm_minus_baseline_auc_roc']:+.4f})")
+        lines.append(
+            f"baseline  AUC-ROC {b['auc_roc']:.4f}  AUC-PR {b['auc_pr']:.4f}  "
+            f"(LSTM - baseline {result['lstm_minus_baseline_auc_roc']:+.4f})"
+        )
     lines.append("targets   " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["targets"].items()))
     return "\n".join(lines)

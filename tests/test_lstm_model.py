@@ -1,0 +1,255 @@
+"""Public API of models.lstm_model (names and behaviour fixed by the original design)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from models.config import ConfigError, load_lstm_config, validate_lstm_config
+from models.lstm_model import (
+    CastingSequenceDataset,
+    LSTMModelVariants,
+    LSTMPerformanceTracker,
+    SteelDefectLSTM,
+    create_default_lstm_config,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_config(**arch) -> dict:
+    config = create_default_lstm_config()
+    config["architecture"].update({"hidden_size": 32, "num_layers": 1, "attention_dim": 8, **arch})
+    config["classifier"]["hidden_dims"] = [8]
+    return config
+
+
+@pytest.fixture
+def make_model():
+    def factory(seed: int = 0, **arch) -> SteelDefectLSTM:
+        torch.manual_seed(seed)
+        return SteelDefectLSTM(tiny_config(**arch)).eval()
+
+    return factory
+
+
+def batch(b: int = 4, t: int = 30, c: int = 5, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(b, t, c)).astype(np.float32)
+
+
+class TestSteelDefectLSTM:
+    @pytest.fixture(autouse=True)
+    def _no_grad(self):
+        with torch.no_grad():
+            yield
+
+    def test_forward_numpy_and_tensor_give_logits_per_sequence(self, make_model):
+        model = make_model()
+        x = batch()
+        out_np = model(x)
+        out_t = model(torch.from_numpy(x))
+        assert out_np.shape == (4,)
+        torch.testing.assert_close(out_np, out_t)
+
+    @pytest.mark.parametrize("bidirectional", [False, True])
+    @pytest.mark.parametrize("num_layers", [1, 2])
+    def test_padding_never_changes_a_result(self, make_model, bidirectional, num_layers):
+        model = make_model(bidirectional=bidirectional, num_layers=num_layers)
+        rng = np.random.default_rng(1)
+        seqs = [rng.normal(size=(n, 5)).astype(np.float32) for n in (7, 30, 18)]
+        padded = np.zeros((3, 30, 5), np.float32)
+        for i, s in enumerate(seqs):
+            padded[i, : len(s)] = s
+        padded[0, 7:] = 1e3  # garbage in the padding must not matter
+        lengths = [7, 30, 18]
+        together = model(padded, lengths)
+        for i, s in enumerate(seqs):
+            alone = model(s[None])
+            assert abs(float(together[i]) - float(alone[0])) < 1e-5
+
+    def test_attention_masked_and_normalised(self, make_model):
+        model = make_model(bidirectional=True)
+        model(batch(3, 25), sequence_lengths=np.array([25, 10, 1]))
+        att = model.get_attention_weights()
+        assert att.shape == (3, 25)
+        assert torch.all(att[1, 10:] == 0) and torch.all(att[2, 1:] == 0)
+        torch.testing.assert_close(att.sum(dim=1), torch.ones(3))
+        assert float(att[2, 0]) == pytest.approx(1.0)
+
+    def test_attention_before_forward_raises(self, make_model):
+        with pytest.raises(RuntimeError):
+            make_model().get_attention_weights()
+
+    def test_attention_feeds_the_classifier(self, make_model):
+        model = make_model()
+        x = batch(2, 12)
+        before = model(x).detach().clone()
+        with torch.no_grad():
+            model.attention.score.weight.add_(1.0)  # change only the attention scorer
+        assert not torch.allclose(before, model(x))
+
+    def test_bidirectional_readout_sees_the_end(self, make_model):
+        model = make_model(bidirectional=True)
+        x = batch(1, 20)
+        y = x.copy()
+        y[0, -1] += 5.0
+        assert abs(float(model(x)[0]) - float(model(y)[0])) > 1e-6
+
+    def test_multiclass_head(self):
+        config = tiny_config(input_size=12)
+        config["classifier"]["num_classes"] = 9
+        model = SteelDefectLSTM(config).eval()
+        logits = model(batch(4, 10, 12), [10, 5, 3, 7])
+        assert logits.shape == (4, 9)
+        torch.testing.assert_close(model.predict_proba(batch(4, 10, 12)).sum(-1), torch.ones(4))
+
+    @pytest.mark.parametrize(
+        ("shape", "lengths", "match"),
+        [((4, 10), None, "batch, steps, channels"), ((2, 10, 3), None, "channels"),
+         ((2, 10, 5), [10], "lengths for a batch"), ((2, 10, 5), [11, 3], "lengths must lie"),
+         ((2, 10, 5), [0, 3], "lengths must lie")],
+    )  # fmt: skip
+    def test_bad_input_names_the_problem(self, make_model, shape, lengths, match):
+        with pytest.raises(ValueError, match=match):
+            make_model()(np.zeros(shape, np.float32), lengths)
+
+    def test_input_normalisation_fitted_on_valid_steps_only(self, make_model):
+        model = make_model()
+        padded = np.zeros((2, 4, 5), np.float32)
+        padded[0, :2] = 2.0
+        padded[1, :4] = 4.0
+        stats = model.fit_normalization(padded, [2, 4])
+        assert stats["mean"][0] == pytest.approx((2 * 2 + 4 * 4) / 6)
+        assert model.fit_normalization([padded[0, :2], padded[1]])["mean"] == pytest.approx(stats["mean"])
+
+    def test_layer_outputs_and_freeze(self, make_model):
+        model = make_model(bidirectional=True)
+        x = batch(2, 9)
+        assert model.get_layer_outputs(x, "lstm").shape == (2, 9, 64)
+        assert model.get_layer_outputs(x, "attention").shape == (2, 9)
+        assert model.get_layer_outputs(x, "pooled").shape == (2, 64)
+        with pytest.raises(ValueError, match="unknown layer"):
+            model.get_layer_outputs(x, "nope")
+        names = ["lstm"]
+        model.freeze_layers(names)
+        assert names == ["lstm"]
+        assert not any(p.requires_grad for p in model.lstm.parameters())
+        assert all(p.requires_grad for p in model.classifier.parameters())
+        with pytest.raises(ValueError):
+            model.freeze_layers(["bogus"])
+
+    def test_gradients_flow_in_train_mode(self, make_model):
+        model = make_model().train()
+        with torch.enable_grad():
+            loss = model(batch(4, 15), [15, 10, 5, 3]).sum()
+            loss.backward()
+        assert all(p.grad is not None for p in model.lstm.parameters())
+
+    @pytest.mark.parametrize("variant", ["standard", "bidirectional", "deep", "lightweight"])
+    def test_every_variant_builds_and_is_small(self, variant):
+        config = LSTMModelVariants.all()[variant]
+        model = SteelDefectLSTM(config).eval()
+        assert model(batch(2, 8), [8, 4]).shape == (2,)
+        assert model.model_size_mb() < 50
+
+    def test_variants_match_their_names(self):
+        assert LSTMModelVariants.deep_lstm()["architecture"]["num_layers"] == 4
+        assert LSTMModelVariants.bidirectional_lstm()["architecture"]["bidirectional"] is True
+        assert LSTMModelVariants.standard_lstm()["architecture"]["bidirectional"] is False
+        light = SteelDefectLSTM(LSTMModelVariants.lightweight_lstm())
+        assert light.count_parameters() < SteelDefectLSTM(LSTMModelVariants.standard_lstm()).count_parameters()
+
+
+class TestCastingSequenceDataset:
+    def test_list_of_variable_length_sequences(self):
+        seqs = [np.ones((n, 5), np.float32) for n in (100, 250, 500)]
+        ds = CastingSequenceDataset(seqs, labels=[0, 1, 0])
+        stats = ds.get_sequence_stats()
+        assert len(ds) == 3
+        assert stats["min_length"] == 100 and stats["max_length"] == 500
+        assert stats["mean_length"] == pytest.approx(850 / 3)
+        assert stats["label_counts"] == {"0": 2, "1": 1}
+        x, n, y = ds[1]
+        assert x.shape == (250, 5) and n == 250 and y == 1
+
+    def test_padded_array_with_lengths(self):
+        padded = np.zeros((2, 10, 5), np.float32)
+        ds = CastingSequenceDataset(padded, labels=np.array([1, 0]), sequence_lengths=[4, 10])
+        assert ds.lengths.tolist() == [4, 10]
+        assert ds[0][0].shape == (4, 5)
+
+    def test_max_length_keeps_the_end(self):
+        seq = np.arange(20, dtype=np.float32).reshape(4, 5)
+        ds = CastingSequenceDataset([seq], [0], max_length=2)
+        np.testing.assert_array_equal(ds[0][0], seq[-2:])
+
+    def test_mismatched_labels_rejected(self):
+        with pytest.raises(ValueError, match="labels"):
+            CastingSequenceDataset([np.ones((3, 5))], labels=[0, 1])
+
+
+class TestModelConfiguration:
+    def test_default_config_has_the_original_sections(self):
+        config = create_default_lstm_config()
+        assert set(config) == {"architecture", "classifier", "normalization", "regularization", "training",
+                               "data_processing"}  # fmt: skip
+        assert config["architecture"]["input_size"] == 5
+
+    def test_yaml_file_equals_the_defaults(self):
+        loaded = load_lstm_config(ROOT / "configs" / "lstm.yaml")
+        assert loaded.to_dict() == create_default_lstm_config()
+
+    @pytest.mark.parametrize(
+        ("section", "key", "value", "bad_key"),
+        [("architecture", "hidden_size", 48, "architecture.hidden_size"),
+         ("architecture", "num_layers", 5, "architecture.num_layers"),
+         ("architecture", "dropout", 1.5, "architecture.dropout"),
+         ("classifier", "activation", "swish", "classifier.activation"),
+         ("training", "batch_size", 0, "training.batch_size"),
+         ("architecture", "hiden_size", 64, "architecture.hiden_size")],
+    )  # fmt: skip
+    def test_invalid_values_name_the_key(self, section, key, value, bad_key):
+        config = create_default_lstm_config()
+        config[section][key] = value
+        with pytest.raises(ConfigError) as err:
+            SteelDefectLSTM(config)
+        assert bad_key in str(err.value) and bad_key in err.value.keys
+
+    def test_unknown_section_rejected(self):
+        with pytest.raises(ConfigError, match="optimizer"):
+            validate_lstm_config({"optimizer": {}})
+
+    def test_env_overrides(self, tmp_path):
+        path = tmp_path / "lstm.yaml"
+        path.write_text(yaml.safe_dump({"lstm_model": {"architecture": {"hidden_size": 64}}}))
+        config = load_lstm_config(path, env={"LSTM__TRAINING__NUM_EPOCHS": "3", "OTHER": "x"})
+        assert config.architecture.hidden_size == 64 and config.training.num_epochs == 3
+        with pytest.raises(ConfigError, match="architecture.hidden_size"):
+            load_lstm_config(path, env={"LSTM__ARCHITECTURE__HIDDEN_SIZE": "7"})
+
+    def test_variant_configs_do_not_share_state(self):
+        a = LSTMModelVariants.standard_lstm()
+        a["classifier"]["hidden_dims"].append(99)
+        assert 99 not in LSTMModelVariants.standard_lstm()["classifier"]["hidden_dims"]
+
+
+class TestPerformanceTracker:
+    def test_summary_from_measurements(self):
+        tracker = LSTMPerformanceTracker()
+        summary = tracker.get_performance_summary()
+        assert summary["meets_auc_target"] is None and summary["meets_inference_target"] is None
+        tracker.log_training_metrics(0, {"loss": 0.5, "auc_roc": 0.85})
+        tracker.log_validation_metrics(0, {"loss": 0.6, "auc_roc": 0.80})
+        tracker.log_validation_metrics(1, {"loss": 0.5, "auc_roc": 0.90})
+        tracker.log_inference_time(batch_size=32, inference_time=0.1)
+        tracker.log_memory_usage(memory_mb=2048)
+        summary = tracker.get_performance_summary()
+        assert summary["meets_auc_target"] is True
+        assert summary["max_inference_ms_per_sequence"] == pytest.approx(3.125)
+        assert summary["meets_inference_target"] is True and summary["meets_memory_target"] is True
+        tracker.log_inference_time(batch_size=1, inference_time=0.5)
+        assert tracker.get_performance_summary()["meets_inference_target"] is False
