@@ -80,6 +80,9 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        broker_session_timeout=cfg.kafka.session_timeout_s,
+        broker_heartbeat_interval=cfg.kafka.heartbeat_interval_s,
+        broker_rebalance_timeout=cfg.kafka.rebalance_timeout_s,
     )
     sensors = app.topic(cfg.topics.sensors, key_type=bytes, value_type=bytes)
     requests_topic = app.topic(

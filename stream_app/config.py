@@ -53,6 +53,10 @@ class KafkaConfig(_Section):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
     client_id: str = "casting-defect"
+    # how fast a crashed worker's partitions move to the others: its session must time out first
+    session_timeout_s: float = Field(10.0, ge=1.0)
+    heartbeat_interval_s: float = Field(3.0, gt=0.0)
+    rebalance_timeout_s: float = Field(30.0, ge=1.0)
 
     _split = field_validator("bootstrap_servers", mode="before")(_split_list)
 
@@ -65,6 +69,12 @@ class KafkaConfig(_Section):
                 "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password "
                 "(set STREAM_APP__KAFKA__SASL_PASSWORD in the environment)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_below_session(self) -> KafkaConfig:
+        if self.heartbeat_interval_s * 3 > self.session_timeout_s:
+            raise ValueError("heartbeat_interval_s must be at most a third of session_timeout_s")
         return self
 
     def broker_urls(self) -> list[str]:

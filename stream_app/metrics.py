@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from stream_app.messages import REASONS
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 FILL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -34,6 +36,8 @@ class Metrics:
             "casting_deadletters_total", "Records or windows sent to the dead-letter topic", ["reason"],
             registry=r,
         )
+        for reason in REASONS:  # every reason shows, at 0, from the start: alerts need the series to exist
+            self.deadletters.labels(reason)
         self.open_castings = Gauge(
             "casting_open_castings", "Castings with buffered readings and no end marker yet", registry=r
         )
