@@ -35,8 +35,12 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, Path):
         return str(value)
-    if value is None or isinstance(value, str | int | float | bool):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return str(value)  # e.g. torch.__version__ is a str subclass that weights_only refuses
+    if isinstance(value, int | float):
+        return type(value).__mro__[-2](value) if type(value) not in (int, float) else value
     raise TypeError(f"checkpoint metadata holds a {type(value).__name__}; use plain types")
 
 

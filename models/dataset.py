@@ -108,7 +108,8 @@ class LengthBucketSampler(Sampler[list[int]]):
         order = np.argsort(self.lengths + jitter, kind="stable")
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:
-            batches[-2] += batches.pop()
+            last = batches.pop()
+            batches[-1] += last
         if self.shuffle:
             rng.shuffle(batches)
         yield from batches
