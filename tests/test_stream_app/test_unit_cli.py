@@ -1,0 +1,47 @@
+"""The CLI never prints secrets taken from the environment (in-process with click's CliRunner, no services)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from stream_app.cli import cli
+from stream_app.errors import ConfigError
+
+SECRET = "sasl-secret-9d81f0"
+REDIS_SECRET = "redis-secret-55ab17"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner(env={"STREAM_APP__KAFKA__SASL_PASSWORD": SECRET, "STREAM_APP__REDIS__PASSWORD": REDIS_SECRET})
+
+
+@pytest.mark.parametrize("args", [["worker", "--help"], ["--help"]], ids=["worker-help", "top-help"])
+def test_help_does_not_show_secrets(runner, args):
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    assert SECRET not in result.output and REDIS_SECRET not in result.output
+
+
+def test_worker_help_documents_config_override(runner):
+    result = runner.invoke(cli, ["worker", "--help"])
+    assert "--config" in result.output and "STREAM_APP__" in result.output
+
+
+def test_worker_config_error_does_not_show_secrets(runner, monkeypatch):
+    import stream_app.worker
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the worker started despite an invalid config")
+
+    monkeypatch.setattr(stream_app.worker, "run_worker", must_not_run)
+    # SASL protocol without a mechanism or username: load_config fails before the worker starts anything
+    env = {"STREAM_APP__KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "STREAM_APP__KAFKA__SASL_MECHANISM": None,
+           "STREAM_APP__KAFKA__SASL_USERNAME": None}
+    result = runner.invoke(cli, ["worker"], env=env)
+    assert isinstance(result.exception, ConfigError), result.output
+    assert "kafka" in str(result.exception)
+    for text in (result.output, str(result.exception)):
+        assert SECRET not in text and REDIS_SECRET not in text
