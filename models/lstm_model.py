@@ -190,7 +190,7 @@ class SteelDefectLSTM(nn.Module):
         self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = self.input_mean.device
-        x = torch.as_tensor(sequences, dtype=torch.float32, device=device)
+        x = torch.as_tensor(sequences, dtype=self.input_mean.dtype, device=device)
         if x.ndim != 3:
             raise ValueError(f"sequences must be (batch, steps, channels), got shape {tuple(x.shape)}")
         if x.shape[2] != self.input_size:

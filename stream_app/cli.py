@@ -100,6 +100,68 @@ def worker(config_path: Path | None, datadir: Path | None) -> None:
     run_worker(cfg, loglevel={"warning": "warn", "critical": "crit"}.get(level, level), datadir=datadir)
 
 
+@cli.command()
+@_config_option
+@click.option("--castings", default=100, show_default=True, help="How many castings (0 with --dataset: all).")
+@click.option("--strands", default=4, show_default=True, help="Strands cast in parallel (interleaved castings).")
+@click.option("--rate", type=float, default=0.0, show_default=True,
+              help="Messages per second; 0 = as fast as possible.")
+@click.option("--chunk-size", default=1, show_default=True, help="Readings per message (1 = single readings).")
+@click.option("--bad-share", type=float, default=0.0, show_default=True,
+              help="Share of extra malformed messages to inject (0..1), for dead-letter drills.")
+@click.option("--seed", default=0, show_default=True, help="Generator seed (castings and bad messages).")
+@click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Produce castings from a dataset file (written by the model's generator) instead.")
+@click.option("--prefix", default=None, help="Casting id prefix (default: SIM-<time>, unique per run).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, dataset, prefix, no_progress) -> None:
+    """Produce synthetic castings to the sensor topic, several strands interleaved."""
+    import time
+
+    from stream_app.config import load_config
+    from stream_app.simulate import load_castings, run_simulation
+
+    if not 0.0 <= bad_share <= 1.0:
+        raise click.BadParameter("must lie in 0..1", param_hint="--bad-share")
+    cfg = load_config(config_path)
+    prefix = prefix or time.strftime("SIM-%Y%m%d%H%M%S")
+    items = load_castings(count=castings, seed=seed, prefix=prefix, dataset=dataset)
+    summary = run_simulation(cfg, items, strands=strands, rate_per_s=rate or None, chunk_size=chunk_size,
+                             bad_share=bad_share, seed=seed, progress=not no_progress)
+    click.echo(f"produced {summary.castings} castings ({summary.readings} readings in {summary.messages} messages, "
+               f"{summary.bad_messages} malformed) to {cfg.topics.sensors} in {summary.seconds:.1f}s")
+
+
+@cli.command()
+@_config_option
+@click.option("--from", "start", default="earliest", show_default=True,
+              help="'earliest' or an ISO-8601 time: replay castings whose readings start at/after it.")
+@click.option("--until", default=None, help="ISO-8601 time to stop at (default: the end offsets seen at start).")
+@click.option("--output-topic", default=None, help="Predictions topic (default: <predictions>.replay).")
+@click.option("--deadletter-topic", default=None, help="Dead-letter topic (default: <deadletter>.replay).")
+@click.option("--app-id", default=None, help="Replay's own id, hence Redis prefix (default: <app_id>-replay-<time>).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no_progress) -> None:
+    """Re-score a historical sensor topic without touching the live worker's state."""
+    import asyncio
+    import time
+
+    from stream_app.config import load_config
+    from stream_app.replay import run_replay
+    from stream_app.scoring import Scorer
+
+    base = load_config(config_path)
+    app_id = app_id or f"{base.app_id}-replay-{time.strftime('%Y%m%d%H%M%S')}"
+    if app_id == base.app_id:
+        raise click.BadParameter("must differ from the live worker's app_id", param_hint="--app-id")
+    cfg = base.model_copy(update={"app_id": app_id})
+    scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
+    summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
+                                     deadletter_topic=deadletter_topic, progress=not no_progress))
+    for line in summary.lines():
+        click.echo(line)
+
+
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (each imports its heavy dependencies lazily)."""
     try:

@@ -7,7 +7,8 @@ Every key can be overridden by an environment variable named after its path, upp
     STREAM_APP__BATCHING__MAX_BATCH_SIZE=128
     STREAM_APP__REDIS__PASSWORD=...        (secrets: environment only, never logged)
 
-Values are parsed as YAML scalars/lists (``128`` is an int, ``a,b`` for list fields is split on commas).
+Values are text, converted by the key's type (``128`` for an int key, ``a,b`` for a list of strings);
+a value starting with ``[`` or ``{`` is read as YAML (for keys such as ``validation.channels``).
 Invalid config fails at start with a `ConfigError` naming the key.
 """
 
@@ -91,7 +92,7 @@ class TopicsConfig(_Section):
 
 
 class RedisConfig(_Section):
-    url: str = "redis://127.0.0.1:6379/0"
+    url: str = Field("redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     password: SecretStr | None = None
     key_ttl_s: int = Field(86_400, ge=60)
     socket_timeout_s: float = Field(5.0, gt=0)
@@ -158,6 +159,9 @@ class BatchingConfig(_Section):
 class ModelConfig(_Section):
     checkpoint: Path = Path("checkpoints/default/model.pt")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # float64 makes a casting's score independent of the batch it was scored in (replays and re-scores
+    # reproduce live probabilities exactly); float32 is about twice as fast. auto: float64 on CPU, float32 on GPU.
+    precision: Literal["auto", "float32", "float64"] = "auto"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     torch_threads: int | None = Field(None, ge=1)
 
@@ -199,13 +203,24 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"environment variable {name}: {part} is not a section")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        # keep secrets and free text as given (YAML would turn "no" into False)
-        node[path[-1]] = raw if isinstance(value, bool) and raw.lower() not in ("true", "false") else value
+        node[path[-1]] = _env_value(raw)
     return tree
+
+
+def _env_value(raw: str) -> Any:
+    """Text stays text (pydantic converts "128" or "true" for typed keys; secrets stay verbatim).
+
+    Only a YAML flow collection (`[...]` or `{...}`) is parsed, for list and mapping keys such as
+    validation.channels; an empty variable unsets an optional key.
+    """
+    if raw == "":
+        return None
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"environment value {raw[:40]!r}... is not a valid YAML list/mapping: {exc}") from None
+    return raw
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class IngestStage:
             except RejectedInput as error:
                 outcome.deadletters.append(reject(record, error))
                 continue
+            except Exception as exc:  # a bug in our parser must not stop the stream: keep the record, say so
+                log.exception("parser failed on %s[%d]@%d", record.topic, record.partition, record.offset)
+                outcome.deadletters.append(reject(record, RejectedInput("parse_error", repr(exc)[:300])))
+                continue
             if isinstance(message, Readings):
                 readings.append(message)
                 outcome.readings += len(message.rows)

@@ -40,6 +40,7 @@ REASONS: dict[str, str] = {
     "length_mismatch": "buffered steps at or after the end marker's n_steps",
     "too_many_gaps": "share of missing steps above window.max_gap_share",
     "incomplete": "no end marker within window.abandon_after_s",
+    "parse_error": "the parser failed unexpectedly (a bug: the worker logs the traceback)",
 }
 
 MAX_CASTING_ID_CHARS = 128
@@ -80,7 +81,8 @@ class MessageParser:
             raise RejectedInput("oversized", f"{len(value)} bytes > {self.cfg.max_message_bytes}")
         key_text = _decode_key(key)
         try:
-            doc = json.loads(value)
+            # decode first: json.loads(bytes) would also accept UTF-16/32, which the contract does not
+            doc = json.loads(value.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise RejectedInput("malformed_json", str(exc)[:200]) from None
         if not isinstance(doc, dict):
@@ -133,7 +135,10 @@ class MessageParser:
                 # bool is an int in Python; a sensor value of `true` is a producer bug
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise RejectedInput("bad_type", f"step {first_step + i}: non-numeric value {value!r}")
-        array = np.asarray(rows, dtype=np.float64)
+        try:
+            array = np.asarray(rows, dtype=np.float64)
+        except OverflowError:  # an integer literal beyond float64, e.g. 1 followed by 400 zeros
+            raise RejectedInput("out_of_limits", f"steps {first_step}..: a value too large for a float") from None
         finite = np.isfinite(array)
         if not finite.all():
             i, c = np.argwhere(~finite)[0]
@@ -143,7 +148,7 @@ class MessageParser:
             i, c = np.argwhere(outside)[0]
             raise RejectedInput(
                 "out_of_limits",
-                f"step {first_step + i} {self.names[c]}={array[i, c]:g} outside "
+                f"step {first_step + i} {self.names[c]}={float(array[i, c])!r} outside "
                 f"[{self.low[c]:g}, {self.high[c]:g}]",
             )
         return array.astype(np.float32)

@@ -50,10 +50,11 @@ def prediction_payload(
     batch_size: int,
     now: float,
 ) -> bytes:
+    published = round(probability, 7)
     doc = {
         "casting_id": request.casting_id,
-        "defect_probability": round(probability, 7),
-        "predicted_defect": probability >= threshold,
+        "defect_probability": published,
+        "predicted_defect": published >= threshold,  # agrees with the number a reader sees
         "threshold": threshold,
         "n_steps": request.n_steps,
         "attention": np.round(attention.astype(np.float64), ATTENTION_DECIMALS).tolist(),

@@ -6,6 +6,7 @@ Pure torch, no I/O besides loading the checkpoint; the agents call `Scorer.score
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,17 +34,28 @@ def choose_device(preference: str) -> torch.device:
     return torch.device("cpu")
 
 
+def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "auto":
+        return torch.float64 if device.type == "cpu" else torch.float32
+    return {"float32": torch.float32, "float64": torch.float64}[precision]
+
+
 class Scorer:
-    def __init__(self, model: torch.nn.Module, version: str, device: torch.device) -> None:
+    def __init__(
+        self, model: torch.nn.Module, version: str, device: torch.device, dtype: torch.dtype = torch.float64
+    ) -> None:
         if getattr(model, "num_classes", 1) != 1:
             raise ModelLoadError("the service scores defect probability: the checkpoint must have num_classes=1")
-        self.model = model.to(device).eval()
+        # float32 sums come out a bit different depending on which other castings share the batch;
+        # in float64 those differences sit far below the 7 decimals a prediction carries.
+        self.model = model.to(device=device, dtype=dtype).eval()
         self.version = version
         self.device = device
+        self.dtype = dtype
         self.n_channels = int(model.input_size)
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device_preference: str = "auto") -> Scorer:
+    def from_checkpoint(cls, path: Path | str, device_preference: str = "auto", precision: str = "auto") -> Scorer:
         from models.checkpoint import load_checkpoint
 
         path = Path(path)
@@ -55,10 +67,11 @@ class Scorer:
         device = choose_device(device_preference)
         try:
             model, info = load_checkpoint(path, map_location=device)
-        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as exc:
             raise ModelLoadError(f"cannot load model checkpoint {path}: {exc}") from exc
-        log.info("loaded model %s from %s on %s", info["version"], path, device)
-        return cls(model, info["version"], device)
+        dtype = choose_dtype(precision, device)
+        log.info("loaded model %s from %s on %s (%s)", info["version"], path, device, dtype)
+        return cls(model, info["version"], device, dtype)
 
     def score(self, windows: list[np.ndarray]) -> list[Score]:
         """One probability and one attention vector per window, in the order given."""
@@ -67,11 +80,11 @@ class Scorer:
         lengths = np.array([len(w) for w in windows])
         order = np.argsort(-lengths, kind="stable")  # longest first: packing needs no re-sort
         max_len = int(lengths[order[0]])
-        batch = np.zeros((len(windows), max_len, self.n_channels), dtype=np.float32)  # (B, T, C)
+        batch = np.zeros((len(windows), max_len, self.n_channels), dtype=np.float32)  # (B, T, C), as stored
         for row, i in enumerate(order):
             batch[row, : lengths[i]] = windows[i]
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype, non_blocking=True)
             logits = self.model(x, torch.from_numpy(lengths[order]))  # (B,)
             probabilities = torch.sigmoid(logits).float().cpu().numpy()
             attention = self.model.get_attention_weights().float().cpu().numpy()  # (B, T)

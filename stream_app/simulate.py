@@ -63,7 +63,8 @@ def interleave(
     Each strand casts one casting after another; strands advance one message at a time in turn,
     so messages of up to `strands` castings are interleaved while each casting stays in order.
     """
-    queues: list[list[Casting]] = [list(castings[i::strands]) for i in range(max(1, strands))]
+    strands = max(1, strands)
+    queues: list[list[Casting]] = [list(castings[i::strands]) for i in range(strands)]
     active: list[Iterator[bytes] | None] = [None] * len(queues)
     keys: list[str] = [""] * len(queues)
     while True:
@@ -101,3 +102,112 @@ class RateLimiter:
         ahead = self.count / self.rate - (time.monotonic() - self.start)
         if ahead > 0:
             time.sleep(ahead)
+
+
+# --------------------------------------------------------------------------- bad input, for demos and drills
+
+GOOD_ROW = [1.2, 1520.0, 150.0, 200.0, 25.0]
+
+
+def bad_messages(rng: np.random.Generator, tag: str) -> tuple[bytes, bytes, str]:
+    """One malformed record (key, value, the dead-letter reason it should get)."""
+    cid = f"BAD-{tag}"
+    options = [
+        (b'{"type": "reading", "casting_id": ', "malformed_json"),
+        (json.dumps({"type": "reading", "casting_id": cid, "step": 1, "values": GOOD_ROW[:3]}).encode(),
+         "wrong_channel_count"),
+        (json.dumps({"type": "reading", "casting_id": cid, "step": 1,
+                     "values": [1.2, 1999.0, 150.0, 200.0, 25.0]}).encode(), "out_of_limits"),
+        (f'{{"type":"reading","casting_id":"{cid}","step":1,"values":[NaN,1520,150,200,25]}}'.encode(), "non_finite"),
+        (end_message(cid, 200), "unknown_casting"),
+    ]
+    value, reason = options[int(rng.integers(len(options)))]
+    return cid.encode(), value, reason
+
+
+@dataclass
+class SimulationSummary:
+    castings: int = 0
+    messages: int = 0
+    readings: int = 0
+    bad_messages: int = 0
+    seconds: float = 0.0
+    casting_ids: list[str] | None = None
+
+
+def load_castings(*, count: int, seed: int, prefix: str, dataset: str | None = None) -> list[Casting]:
+    """Castings from the model's generator (deterministic from `seed`) or from a dataset file."""
+    from models.synthetic import generate_castings, load_dataset
+
+    data = load_dataset(dataset) if dataset else generate_castings(count, seed=seed)
+    sequences = data.sequences[:count] if count else data.sequences
+    return [Casting(f"{prefix}-{i:05d}", np.asarray(seq, dtype=np.float32)) for i, seq in enumerate(sequences)]
+
+
+def run_simulation(
+    cfg,
+    castings: list[Casting],
+    *,
+    strands: int = 4,
+    rate_per_s: float | None = None,
+    chunk_size: int = 1,
+    bad_share: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> SimulationSummary:
+    """Produce `castings` to `cfg.topics.sensors` with kafka-python; returns what was sent."""
+    from kafka import KafkaProducer
+
+    from stream_app.connections import kafka_python_kwargs
+
+    rng = np.random.default_rng(seed)
+    producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=10, acks="all",
+                             max_request_size=4 * 1024 * 1024)
+    limiter = RateLimiter(rate_per_s)
+    summary = SimulationSummary(castings=len(castings), casting_ids=[c.casting_id for c in castings])
+    total = sum(len(c.values) for c in castings)
+    began = time.monotonic()
+    with _progress_bar(total, progress) as advance:
+        for key, value in interleave(castings, strands=strands, chunk_size=chunk_size):
+            producer.send(cfg.topics.sensors, key=key.encode(), value=value)
+            summary.messages += 1
+            n_readings = _readings_in(value)
+            summary.readings += n_readings
+            advance(n_readings)
+            limiter.wait()
+            if bad_share and rng.random() < bad_share:
+                bad_key, bad_value, _ = bad_messages(rng, f"{summary.messages}")
+                producer.send(cfg.topics.sensors, key=bad_key, value=bad_value)
+                summary.bad_messages += 1
+    producer.flush()
+    producer.close()
+    summary.seconds = time.monotonic() - began
+    return summary
+
+
+def _readings_in(value: bytes) -> int:
+    if value.startswith(b'{"type":"reading"'):
+        return 1
+    if value.startswith(b'{"type":"readings"'):
+        return value.count(b"[") - 1
+    return 0
+
+
+class _progress_bar:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.progress = total, enabled, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("readings"),
+                                 TimeRemainingColumn())
+        self.progress.start()
+        task = self.progress.add_task("simulate", total=self.total)
+        return lambda n: self.progress.update(task, advance=n)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -76,6 +76,14 @@ class RedisWindowStore:
             out.append(({int(step): row for step, row in raw_rows.items()}, done))
         return out
 
+    async def has_step(self, casting_ids: Sequence[str], step: int) -> list[bool]:
+        if not casting_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id in casting_ids:
+            pipe.hexists(self.window_key(casting_id), str(step))
+        return [bool(flag) for flag in await pipe.execute()]
+
     async def record_outcomes(self, outcomes: Iterable[tuple[str, bytes]]) -> None:
         """Remember what was produced for each casting before it is sent (see module docstring)."""
         pipe = self.client.pipeline(transaction=False)

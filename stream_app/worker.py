@@ -47,7 +47,7 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
 
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
-    scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device)
+    scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
     ensure_topics(cfg)
     metrics = Metrics()
     port = metrics.serve(cfg.metrics.port, cfg.metrics.host)

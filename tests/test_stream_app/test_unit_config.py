@@ -217,14 +217,6 @@ def test_secret_that_yaml_reads_as_bool_stays_text(secret):
     assert cfg.redis.password.get_secret_value() == secret
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: environment values are parsed as YAML before validation, and only YAML booleans are "
-           "kept verbatim; a secret such as '123456' becomes an int (ConfigError 'redis.password: Input "
-           "should be a valid string'), 'pa ss #1' loses ' #1' (YAML comment), ' padded ' and \"'quoted'\" "
-           "lose spaces/quotes, 'null' or '&anchor' become None, and 'true'/'False' stay YAML booleans "
-           "(rejected: not a string)",
-)
 @pytest.mark.parametrize(
     "secret", ["123456", "0x1F", "pa ss #1", " padded ", "'quoted'", "null", "&anchor", "true", "False"],
 )

@@ -84,12 +84,6 @@ def test_payload_is_deterministic_for_a_rescore():
                            batch_size=3, now=5.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): defect_probability is rounded to 7 decimals but predicted_defect is computed from the "
-           "unrounded value, so p=0.49999999 with threshold 0.5 is published as defect_probability=0.5, "
-           "threshold=0.5, predicted_defect=false: a consumer applying `p >= threshold` disagrees",
-)
 def test_predicted_defect_agrees_with_published_probability():
     doc = payload(probability=0.49999999, threshold=0.5)
     assert doc["predicted_defect"] is (doc["defect_probability"] >= doc["threshold"])

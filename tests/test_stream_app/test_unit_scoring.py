@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -143,13 +141,6 @@ def test_from_checkpoint_not_a_checkpoint(tmp_path):
     assert str(path) in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(pickle.UnpicklingError, EOFError),
-    reason="BUG: Scorer.from_checkpoint catches only OSError/RuntimeError/ValueError/KeyError; a corrupt file "
-           "raises pickle.UnpicklingError and an empty file EOFError from torch.load(weights_only=True), which "
-           "escape as raw exceptions instead of ModelLoadError ('the checkpoint is missing or unreadable')",
-)
 @pytest.mark.parametrize("content", [b"not a checkpoint at all", b""], ids=["garbage", "empty"])
 def test_from_checkpoint_unreadable_file_is_a_model_load_error(tmp_path, content):
     path = tmp_path / "broken.pt"

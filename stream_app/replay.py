@@ -1,0 +1,230 @@
+"""Replay a historical sensor topic through the same parsing, window store and scoring code.
+
+A bounded job, so no consumer group: an aiokafka consumer is assigned every partition, seeks to
+`--from` (earliest or the first offset at/after an ISO time), and stops at the end offsets seen at
+start (or at `--until`). It runs under its own app id, hence its own Redis prefix, and writes to its
+own output topics, so a live worker on the same topic is untouched. Castings whose first reading lies
+before `--from` are skipped (their window would be partial), as are castings still open at the stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from stream_app.config import StreamConfig
+from stream_app.connections import aiokafka_kwargs, create_redis
+from stream_app.errors import StreamAppError
+from stream_app.ingest import IngestStage
+from stream_app.messages import MessageParser
+from stream_app.metrics import Metrics
+from stream_app.predict import ScoringStage
+from stream_app.records import SourceRecord
+from stream_app.scoring import Scorer
+from stream_app.window_store import RedisWindowStore
+
+log = logging.getLogger(__name__)
+
+
+class ReplayError(StreamAppError):
+    """The replay could not start (bad time, missing topic)."""
+
+
+@dataclass
+class ReplayPlan:
+    start: dict[TopicPartition, int]
+    stop: dict[TopicPartition, int]  # exclusive
+
+    @property
+    def total(self) -> int:
+        return sum(max(0, self.stop[tp] - self.start[tp]) for tp in self.start)
+
+
+@dataclass
+class ReplaySummary:
+    records: int = 0
+    readings: int = 0
+    castings_scored: int = 0
+    deadletters: Counter = field(default_factory=Counter)
+    started_before_from: int = 0
+    open_at_stop: int = 0
+    seconds: float = 0.0
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / self.seconds if self.seconds else 0.0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"records read          {self.records}",
+            f"readings              {self.readings} ({self.readings_per_s:,.0f}/s)",
+            f"castings scored       {self.castings_scored}",
+            f"skipped, began before --from  {self.started_before_from}",
+            f"skipped, open at stop         {self.open_at_stop}",
+            f"dead letters          {sum(self.deadletters.values())}",
+        ]
+        out += [f"  {reason:<20} {count}" for reason, count in sorted(self.deadletters.items())]
+        out.append(f"duration              {self.seconds:.1f}s")
+        return out
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ReplayError(f"not an ISO-8601 time: {text!r} (e.g. 2026-11-27T08:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def plan_replay(
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str, start: str, until: str | None
+) -> ReplayPlan:
+    if topic not in await consumer.topics():  # checked first: a metadata request for it could create it
+        raise ReplayError(f"topic {topic!r} does not exist")
+    partitions = await producer.partitions_for(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    beginning = await consumer.beginning_offsets(tps)
+    end = await consumer.end_offsets(tps)
+
+    async def offsets_at(moment: datetime) -> dict[TopicPartition, int]:
+        found = await consumer.offsets_for_times({tp: int(moment.timestamp() * 1000) for tp in tps})
+        return {tp: (found[tp].offset if found.get(tp) is not None else end[tp]) for tp in tps}
+
+    first = dict(beginning) if start == "earliest" else await offsets_at(parse_time(start))
+    stop = dict(end)
+    if until is not None:
+        stop = {tp: min(offset, end[tp]) for tp, offset in (await offsets_at(parse_time(until))).items()}
+    return ReplayPlan(first, stop)
+
+
+async def run_replay(
+    cfg: StreamConfig,
+    scorer: Scorer,
+    *,
+    start: str = "earliest",
+    until: str | None = None,
+    predictions_topic: str | None = None,
+    deadletter_topic: str | None = None,
+    progress: bool = True,
+) -> ReplaySummary:
+    """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does."""
+    predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
+    deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
+    metrics = Metrics()
+    redis = create_redis(cfg.redis)
+    store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
+    ingest = IngestStage(MessageParser(cfg.validation), store, metrics)
+    scoring = ScoringStage(store, scorer, cfg.window, cfg.model.threshold, cfg.batching.max_batch_size, metrics)
+    kafka = aiokafka_kwargs(cfg.kafka)
+    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024)
+    summary = ReplaySummary()
+    began = time.monotonic()
+    await consumer.start()
+    await producer.start()
+    try:
+        plan = await plan_replay(consumer, producer, cfg.topics.sensors, start, until)
+        active = {tp for tp in plan.start if plan.start[tp] < plan.stop[tp]}
+        consumer.assign(list(plan.start))
+        for tp, offset in plan.start.items():
+            consumer.seek(tp, offset)
+        log.info("replaying %d records of %s into %s", plan.total, cfg.topics.sensors, predictions_topic)
+        with _progress(plan.total, progress) as bar:
+            while active:
+                batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
+                records = []
+                for tp, messages in batches.items():
+                    records.extend(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                                   for m in messages if m.offset < plan.stop[tp])
+                for tp in list(active):
+                    if await consumer.position(tp) >= plan.stop[tp]:
+                        active.discard(tp)
+                if not records:
+                    continue
+                await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary)
+                summary.records += len(records)
+                bar(len(records), summary)
+        summary.open_at_stop = await store.open_count()
+    finally:
+        summary.seconds = time.monotonic() - began
+        await _delete_prefix(redis, cfg.redis_prefix)
+        await consumer.stop()
+        await producer.stop()
+        await redis.aclose()
+    return summary
+
+
+async def _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary) -> None:
+    now = time.time()
+    outcome = await ingest.process(records, now)
+    summary.readings += outcome.readings
+    pending = [await producer.send(deadletter_topic, letter.to_bytes(now), key=letter.key) for letter in
+               outcome.deadletters]
+    summary.deadletters.update(letter.reason for letter in outcome.deadletters)
+    requests = outcome.requests
+    if requests:
+        has_start = await store.has_step([r.casting_id for r in requests], 0)
+        partial = [r.casting_id for r, ok in zip(requests, has_start, strict=True) if not ok]
+        summary.started_before_from += len(partial)
+        await store.free(partial)
+        requests = [r for r, ok in zip(requests, has_start, strict=True) if ok]
+    size = scoring.max_batch_size
+    for i in range(0, len(requests), size):
+        scored = await scoring.process(requests[i : i + size])
+        pending += [await producer.send(predictions_topic, p, key=c.encode()) for c, p in scored.predictions]
+        pending += [await producer.send(deadletter_topic, p, key=c.encode()) for c, p in scored.deadletters]
+        summary.castings_scored += len(scored.predictions)
+        summary.deadletters.update(json.loads(p)["reason"] for _, p in scored.deadletters)
+        await asyncio.gather(*pending)
+        pending = []
+        await scoring.finish(scored)
+    await asyncio.gather(*pending)
+
+
+async def _delete_prefix(redis, prefix: str) -> None:
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
+    for i in range(0, len(keys), 1000):
+        await redis.delete(*keys[i : i + 1000])
+
+
+class _progress:
+    """A rich progress bar (records, readings, castings, rate, ETA), or nothing when disabled."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.progress = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n, summary: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} records"),
+            TextColumn("{task.fields[readings]:,} readings · {task.fields[castings]:,} castings · "
+                       "{task.fields[rate]:,.0f} readings/s"),
+            TimeRemainingColumn(),
+        )
+        self.progress.start()
+        task = self.progress.add_task("replay", total=self.total, readings=0, castings=0, rate=0.0)
+        began = time.monotonic()
+
+        def advance(n: int, summary: ReplaySummary) -> None:
+            rate = summary.readings / max(1e-9, time.monotonic() - began)
+            self.progress.update(task, advance=n, readings=summary.readings, castings=summary.castings_scored,
+                                 rate=rate)
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()

@@ -1,0 +1,95 @@
+"""Replay: same probabilities as the live run, exact --from semantics, no effect on the live worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from stream_app.connections import create_redis_sync
+from stream_app.replay import run_replay
+from stream_app.scoring import Scorer
+from stream_app.simulate import casting_messages, interleave
+from tests.test_stream_app.harness import make_castings, produce, produce_castings
+
+pytestmark = pytest.mark.integration
+
+
+def replay(cfg, checkpoint, **kwargs):
+    replay_cfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-replay"})
+    scorer = Scorer.from_checkpoint(checkpoint, "cpu")
+    return asyncio.run(run_replay(replay_cfg, scorer, progress=False, **kwargs)), replay_cfg
+
+
+def by_casting(reader) -> dict[str, dict]:
+    return {p["casting_id"]: p for p in reader.json()}
+
+
+def test_replay_matches_live_run_and_leaves_live_worker_alone(service_config, worker_factory, reader_factory,
+                                                              tiny_checkpoint):
+    cfg = service_config(topics={"partitions": 4})
+    castings = make_castings(60, seed=71, prefix="R")
+    worker = worker_factory(cfg).start()
+    produce_castings(cfg, castings)
+    live = reader_factory(cfg, cfg.topics.predictions)
+    live.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=180,
+                    check=lambda: None if worker.alive() else pytest.fail(worker.log_tail()))
+    redis = create_redis_sync(cfg.redis)
+    live_keys_before = sorted(redis.scan_iter(f"{cfg.redis_prefix}:*"))
+    live_count_before = len(live.records)
+
+    summary, replay_cfg = replay(cfg, tiny_checkpoint, predictions_topic=f"{cfg.topics.predictions}.replay",
+                                 deadletter_topic=f"{cfg.topics.deadletter}.replay")
+    assert summary.castings_scored == len(castings)
+    assert summary.readings == sum(len(c.values) for c in castings)
+    assert not summary.deadletters
+
+    replayed = reader_factory(cfg, f"{cfg.topics.predictions}.replay")
+    replayed.read_until(lambda r: len(r) >= len(castings), timeout_s=30)
+    live_p, replay_p = by_casting(live), by_casting(replayed)
+    assert set(replay_p) == set(live_p)
+    for casting_id, prediction in live_p.items():
+        assert replay_p[casting_id]["defect_probability"] == prediction["defect_probability"], casting_id
+        assert replay_p[casting_id]["model_version"] == prediction["model_version"]
+
+    # the live side saw nothing of it: no new live predictions, its Redis keys as they were, none of the replay's left
+    live.poll(1000)
+    assert len(live.records) == live_count_before
+    assert sorted(redis.scan_iter(f"{cfg.redis_prefix}:*")) == live_keys_before
+    assert not list(redis.scan_iter(f"{replay_cfg.redis_prefix}:*"))
+    assert worker.alive()
+    redis.close()
+
+
+def test_replay_from_a_time_scores_exactly_the_castings_that_start_after_it(service_config, reader_factory,
+                                                                            tiny_checkpoint):
+    cfg = service_config(topics={"partitions": 2})
+    before = make_castings(10, seed=81, prefix="EARLY")
+    after = make_castings(12, seed=82, prefix="LATE")
+    straddling = make_castings(1, seed=83, prefix="SPAN")[0]
+    span_messages = list(casting_messages(straddling.casting_id, straddling.values, chunk_size=10))
+    half = len(span_messages) // 2
+
+    produce(cfg, ((k.encode(), v) for k, v in interleave(before, strands=3, chunk_size=10)))
+    produce(cfg, ((straddling.casting_id.encode(), m) for m in span_messages[:half]))
+    time.sleep(1.5)  # broker timestamps are in ms: leave a clear gap around the cut
+    cut = datetime.now(UTC)
+    time.sleep(1.5)
+    produce(cfg, ((straddling.casting_id.encode(), m) for m in span_messages[half:]))
+    produce(cfg, ((k.encode(), v) for k, v in interleave(after, strands=3, chunk_size=10)))
+
+    summary, _ = replay(cfg, tiny_checkpoint, start=cut.isoformat())
+    replayed = reader_factory(cfg, f"{cfg.topics.predictions}.replay")
+    replayed.read_until(lambda r: len(r) >= len(after), timeout_s=30)
+    replayed.poll(1000)
+    assert set(by_casting(replayed)) == {c.casting_id for c in after}
+    assert summary.castings_scored == len(after)
+    assert summary.started_before_from == 1  # the straddling casting: its window would be partial
+
+    # --until before the late castings end: they are open at the stop and skipped, nothing scored twice
+    until_summary, _ = replay(cfg, tiny_checkpoint, start="earliest", until=cut.isoformat(),
+                              predictions_topic=f"{cfg.topics.predictions}.until")
+    assert until_summary.castings_scored == len(before)
+    assert until_summary.open_at_stop == 1
