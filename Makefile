@@ -45,9 +45,8 @@ test-unit: install
 test: lint compose-check services
 	.venv/bin/pytest
 
-demo: services
-	@echo "the demo grows with the streaming service; for now the stack is up:"
-	$(APP) devstack status
+demo: install
+	$(APP) demo
 
 clean: down
 	rm -rf .devstack

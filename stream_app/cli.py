@@ -162,6 +162,27 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
         click.echo(line)
 
 
+@cli.command()
+@_config_option
+@click.option("--castings", default=40, show_default=True, help="Castings to simulate.")
+@click.option("--rate", type=float, default=400.0, show_default=True, help="Messages per second.")
+@click.option("--chunk-size", default=10, show_default=True, help="Readings per message.")
+@click.option("--bad-share", type=float, default=0.01, show_default=True, help="Share of malformed messages.")
+@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Give up after (s).")
+def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
+    """Start the local stack and a worker, simulate castings, show predictions live, stop it all."""
+    from stream_app.config import load_config
+    from stream_app.demo import run_demo
+
+    cfg = load_config(config_path)
+    try:
+        state = run_demo(cfg, castings=castings, rate_per_s=rate, chunk_size=chunk_size, bad_share=bad_share,
+                         timeout_s=timeout_s, log_dir=Path("runs"))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0 if len(state.predictions) == castings else 1)
+
+
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (each imports its heavy dependencies lazily)."""
     try:

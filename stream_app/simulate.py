@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,7 @@ def run_simulation(
     bad_share: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> SimulationSummary:
     """Produce `castings` to `cfg.topics.sensors` with kafka-python; returns what was sent."""
     from kafka import KafkaProducer
@@ -169,6 +171,8 @@ def run_simulation(
     began = time.monotonic()
     with _progress_bar(total, progress) as advance:
         for key, value in interleave(castings, strands=strands, chunk_size=chunk_size):
+            if stop is not None and stop.is_set():
+                break
             producer.send(cfg.topics.sensors, key=key.encode(), value=value)
             summary.messages += 1
             n_readings = _readings_in(value)

@@ -1,0 +1,176 @@
+"""The one-command demo: local stack, a worker, the simulator, and a live view of the predictions.
+
+Everything it starts it stops again, on success, on error and on Ctrl-C: the services only if they
+were not already running, the worker always.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stream_app.config import StreamConfig
+from stream_app.errors import StreamAppError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoState:
+    expected: int
+    predictions: list[dict] = field(default_factory=list)
+    deadletters: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    first_prediction_s: float | None = None
+
+
+def _start_worker(cfg: StreamConfig, log_path: Path) -> subprocess.Popen:
+    env = dict(os.environ, STREAM_APP__APP_ID=cfg.app_id, PYTHONUNBUFFERED="1")
+    with log_path.open("ab") as out:
+        # its own session: Ctrl-C reaches the demo only, which then stops the worker gracefully
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_app.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _top_steps(attention: list[float], k: int = 3) -> str:
+    top = np.argsort(-np.asarray(attention))[:k]
+    return " ".join(str(int(i)) for i in top)
+
+
+def _render(state: DemoState, cfg: StreamConfig):
+    from rich.table import Table
+
+    table = Table(title=f"casting predictions — {len(state.predictions)}/{state.expected} castings "
+                        f"(threshold {cfg.model.threshold})", expand=False)
+    for column in ("casting", "defect probability", "verdict", "steps with most attention", "latency"):
+        table.add_column(column)
+    for p in state.predictions[-15:]:
+        verdict = "[bold red]DEFECT[/]" if p["predicted_defect"] else "[green]ok[/]"
+        table.add_row(p["casting_id"], f"{p['defect_probability']:.3f}", verdict, _top_steps(p["attention"]),
+                      f"{p['latency_ms']:.0f} ms")
+    if state.deadletters:
+        table.caption = "dead letters: " + ", ".join(f"{r} {n}" for r, n in sorted(state.deadletters.items()))
+    return table
+
+
+def _follow(cfg: StreamConfig, state: DemoState, stop: threading.Event, casting_ids: set[str],
+            ready: threading.Event) -> None:
+    """Collect this run's predictions (by casting id) and the dead letters produced since it began."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream_app.connections import kafka_python_kwargs
+
+    consumer = KafkaConsumer(**kafka_python_kwargs(cfg.kafka), enable_auto_commit=False)
+    topics = (cfg.topics.predictions, cfg.topics.deadletter)
+    tps = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or {0})]
+    consumer.assign(tps)
+    consumer.seek_to_end()
+    for tp in tps:  # resolve the end offsets now, before the simulator produces anything
+        consumer.position(tp)
+    ready.set()
+    seen: set[str] = set()
+    while not stop.is_set():
+        for records in consumer.poll(timeout_ms=300).values():
+            for record in records:
+                doc = json.loads(record.value)
+                if record.topic == cfg.topics.deadletter:
+                    state.deadletters[doc["reason"]] += 1
+                elif doc["casting_id"] in casting_ids and doc["casting_id"] not in seen:
+                    seen.add(doc["casting_id"])
+                    if state.first_prediction_s is None:
+                        state.first_prediction_s = time.monotonic() - state.started
+                    state.predictions.append(doc)
+    consumer.close()
+
+
+def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size: int, bad_share: float,
+             timeout_s: float, log_dir: Path) -> DemoState:
+    from rich.console import Console
+    from rich.live import Live
+
+    from stream_app import devstack
+    from stream_app.simulate import load_castings, run_simulation
+    from stream_app.worker import ensure_topics
+
+    console = Console()
+    if not Path(cfg.model.checkpoint).exists():
+        raise StreamAppError(f"no model checkpoint at {cfg.model.checkpoint}: run `stream-app train` first")
+    settings = devstack.DevstackSettings.from_env()
+    already_up = all(s.healthy for s in devstack.status(settings))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    worker_log = log_dir / "demo-worker.log"
+    worker = None
+    producer: threading.Thread | None = None
+    stop = threading.Event()
+    state = DemoState(expected=castings)
+    try:
+        if not already_up:
+            console.print("starting Kafka and Redis (stream-app devstack up) ...")
+            devstack.up(settings)
+        ensure_topics(cfg)
+        console.print(f"starting a worker (log: {worker_log}) ...")
+        worker = _start_worker(cfg, worker_log)
+        items = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=time.strftime("DEMO-%H%M%S"))
+        ids = {c.casting_id for c in items}
+        ready = threading.Event()
+        follower = threading.Thread(target=_follow, args=(cfg, state, stop, ids, ready), daemon=True)
+        follower.start()
+        ready.wait(timeout=30)
+        producer = threading.Thread(
+            target=run_simulation, args=(cfg, items),
+            kwargs={"strands": 4, "rate_per_s": rate_per_s, "chunk_size": chunk_size, "bad_share": bad_share,
+                    "progress": False, "stop": stop},
+            daemon=True,
+        )
+        producer.start()
+        deadline = time.monotonic() + timeout_s
+        with Live(_render(state, cfg), console=console, refresh_per_second=4) as live:
+            while len(state.predictions) < castings and time.monotonic() < deadline:
+                if worker.poll() is not None:
+                    raise StreamAppError(f"the worker exited (code {worker.returncode}); see {worker_log}")
+                time.sleep(0.25)
+                live.update(_render(state, cfg))
+            live.update(_render(state, cfg))
+        if len(state.predictions) < castings:
+            console.print(f"[yellow]timed out after {timeout_s:.0f}s with {len(state.predictions)} predictions")
+        console.print()
+        defects = sum(p["predicted_defect"] for p in state.predictions)
+        console.print(f"{len(state.predictions)} castings scored, {defects} flagged as defective; "
+                      f"first prediction {state.first_prediction_s or float('nan'):.1f}s after start")
+        return state
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted: stopping what the demo started ...")
+        raise
+    finally:
+        stop.set()
+        if producer is not None:
+            producer.join(timeout=30)
+        if worker is not None:
+            console.print("stopping the worker ...")
+            _stop_worker(worker)
+        if not already_up:
+            console.print("stopping Kafka and Redis ...")
+            devstack.down(settings)
