@@ -62,3 +62,20 @@ def test_two_workers_one_killed_mid_stream(service_config, worker_factory, reade
     reader.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=240,
                       check=lambda: None if second.alive() else pytest.fail(second.log_tail()))
     assert_predictions_match(reader.json(), castings, tiny_checkpoint)
+
+
+def test_sigterm_mid_stream_exits_0_and_hands_back_in_flight_work(service_config, worker_factory, reader_factory,
+                                                                   tiny_checkpoint):
+    cfg = service_config(topics={"partitions": 4})
+    castings = make_castings(60, seed=35, prefix="T")
+    n_messages = sum(len(c.values) // 10 + 2 for c in castings)
+    worker = worker_factory(cfg).start()
+    producer = produce_in_background(cfg, castings, rate_per_s=n_messages / 15.0)
+    time.sleep(7)
+    assert worker.terminate() == 0, worker.log_tail()
+    worker.start()
+    producer.join(timeout=120)
+    reader = reader_factory(cfg, cfg.topics.predictions)
+    reader.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=180,
+                      check=lambda: None if worker.alive() else pytest.fail(worker.log_tail()))
+    assert_predictions_match(reader.json(), castings, tiny_checkpoint)
