@@ -26,6 +26,7 @@ from stream_app.ingest import IngestStage
 from stream_app.messages import MessageParser
 from stream_app.metrics import Metrics
 from stream_app.predict import ScoringStage
+from stream_app.progress import progress_bar
 from stream_app.records import SourceRecord
 from stream_app.scoring import Scorer
 from stream_app.window_store import RedisWindowStore
@@ -137,7 +138,7 @@ async def run_replay(
         for tp, offset in plan.start.items():
             consumer.seek(tp, offset)
         log.info("replaying %d records of %s into %s", plan.total, cfg.topics.sensors, predictions_topic)
-        with _progress(plan.total, progress) as bar:
+        with progress_bar("replay", plan.total, "records", enabled=progress, readings=0, castings=0) as advance:
             while active:
                 batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
                 records = []
@@ -151,7 +152,7 @@ async def run_replay(
                     continue
                 await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary)
                 summary.records += len(records)
-                bar(len(records), summary)
+                advance(len(records), readings=summary.readings, castings=summary.castings_scored)
         summary.open_at_stop = await store.open_count()
     finally:
         summary.seconds = time.monotonic() - began
@@ -193,38 +194,3 @@ async def _delete_prefix(redis, prefix: str) -> None:
     keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
     for i in range(0, len(keys), 1000):
         await redis.delete(*keys[i : i + 1000])
-
-
-class _progress:
-    """A rich progress bar (records, readings, castings, rate, ETA), or nothing when disabled."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.progress = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n, summary: None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} records"),
-            TextColumn("{task.fields[readings]:,} readings · {task.fields[castings]:,} castings · "
-                       "{task.fields[rate]:,.0f} readings/s"),
-            TimeRemainingColumn(),
-        )
-        self.progress.start()
-        task = self.progress.add_task("replay", total=self.total, readings=0, castings=0, rate=0.0)
-        began = time.monotonic()
-
-        def advance(n: int, summary: ReplaySummary) -> None:
-            rate = summary.readings / max(1e-9, time.monotonic() - began)
-            self.progress.update(task, advance=n, readings=summary.readings, castings=summary.castings_scored,
-                                 rate=rate)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stream_app.progress import progress_bar
+
 log = logging.getLogger(__name__)
 
 
@@ -169,7 +171,7 @@ def run_simulation(
     summary = SimulationSummary(castings=len(castings), casting_ids=[c.casting_id for c in castings])
     total = sum(len(c.values) for c in castings)
     began = time.monotonic()
-    with _progress_bar(total, progress) as advance:
+    with progress_bar("simulate", total, "readings", enabled=progress) as advance:
         for key, value in interleave(castings, strands=strands, chunk_size=chunk_size):
             if stop is not None and stop.is_set():
                 break
@@ -195,23 +197,3 @@ def _readings_in(value: bytes) -> int:
     if value.startswith(b'{"type":"readings"'):
         return value.count(b"[") - 1
     return 0
-
-
-class _progress_bar:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.progress = total, enabled, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("readings"),
-                                 TimeRemainingColumn())
-        self.progress.start()
-        task = self.progress.add_task("simulate", total=self.total)
-        return lambda n: self.progress.update(task, advance=n)
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
