@@ -51,6 +51,15 @@ class ArchitectureConfig(_Section):
     bidirectional: bool = True
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     attention_dim: int = Field(32, ge=1)
+    conv_channels: int = Field(0, ge=0)  # 0: no convolutional front-end
+    conv_kernel: int = Field(5, ge=1)
+
+    @field_validator("conv_kernel")
+    @classmethod
+    def _odd_kernel(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"must be odd (centred window), got {value}")
+        return value
 
     @field_validator("hidden_size")
     @classmethod
@@ -87,9 +96,9 @@ class RegularizationConfig(_Section):
 
 class TrainingConfig(_Section):
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(3e-3, gt=0.0)
-    num_epochs: int = Field(25, ge=1)
-    early_stopping_patience: int = Field(6, ge=1)
+    learning_rate: float = Field(5e-3, gt=0.0)
+    num_epochs: int = Field(30, ge=1)
+    early_stopping_patience: int = Field(8, ge=1)
     lr_schedule: Literal["plateau", "cosine", "none"] = "plateau"
     class_weighting: bool = True
 

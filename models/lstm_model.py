@@ -38,7 +38,7 @@ __all__ = [
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
 LAYER_NAMES = ("input_norm", "lstm", "attention", "pooled", "norm", "classifier")
-FREEZABLE = ("lstm", "attention", "norm", "classifier")
+FREEZABLE = ("conv", "lstm", "attention", "norm", "classifier")
 
 
 def create_default_lstm_config() -> dict[str, Any]:
@@ -129,8 +129,17 @@ class SteelDefectLSTM(nn.Module):
         self.register_buffer("input_mean", torch.zeros(arch.input_size))
         self.register_buffer("input_std", torch.ones(arch.input_size))
 
+        # optional local feature extractor; padding is zeroed first so it never leaks into valid steps
+        self.conv: nn.Module | None = None
+        lstm_input = arch.input_size
+        if arch.conv_channels > 0:
+            self.conv = nn.Sequential(
+                nn.Conv1d(arch.input_size, arch.conv_channels, arch.conv_kernel, padding=arch.conv_kernel // 2),
+                nn.ReLU(),
+            )
+            lstm_input = arch.conv_channels
         self.lstm = nn.LSTM(
-            input_size=arch.input_size,
+            input_size=lstm_input,
             hidden_size=arch.hidden_size,
             num_layers=arch.num_layers,
             batch_first=True,
@@ -209,6 +218,12 @@ class SteelDefectLSTM(nn.Module):
     def _encode(self, x: torch.Tensor, lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised input (B, T, C) -> LSTM outputs H (B, T, D) and the valid-step mask (B, T)."""
         b, t, _ = x.shape
+        if lengths is not None:
+            mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).to(x.device)  # (B, T)
+        if self.conv is not None:
+            if lengths is not None:
+                x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # also clears NaN/inf in padding
+            x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T, conv_channels)
         if lengths is None:
             h, _ = self.lstm(x)  # (B, T, D)
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
@@ -216,8 +231,7 @@ class SteelDefectLSTM(nn.Module):
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         h_packed, _ = self.lstm(packed)
         h, _ = pad_packed_sequence(h_packed, batch_first=True, total_length=t)  # (B, T, D), 0 on padding
-        mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)
-        return h, mask.to(x.device)
+        return h, mask
 
     def _run(self, sequences: Any, sequence_lengths: Any) -> dict[str, torch.Tensor]:
         x, lengths = self._prepare(sequences, sequence_lengths)
@@ -269,13 +283,15 @@ class SteelDefectLSTM(nn.Module):
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown}; choose from {FREEZABLE}")
         for name in names:
-            for p in getattr(self, name).parameters():
+            module = getattr(self, name)
+            for p in module.parameters() if module is not None else ():
                 p.requires_grad_(False)
         return names
 
     def unfreeze_layers(self, layer_names: Iterable[str] = FREEZABLE) -> None:
         for name in list(layer_names):
-            for p in getattr(self, name).parameters():
+            module = getattr(self, name)
+            for p in module.parameters() if module is not None else ():
                 p.requires_grad_(True)
 
     def count_parameters(self, trainable_only: bool = False) -> int:

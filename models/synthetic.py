@@ -10,22 +10,25 @@ it too). On top come discrete process events:
 
 - ``excursion``: mold-level excursion, a damped oscillation of 12..25 mm over ~15 s;
 - ``drop``: sudden mold-temperature drop of 15..35 °C, recovering over ~15 s (sticker-like);
-- ``surge``: casting-speed surge of +0.2..0.4 m/min for 10..25 s;
+- ``surge``: casting-speed surge of +0.2..0.4 m/min for 10..20 s;
 - ``cooling``: cooling-water disturbance, flow -25..-50 L/min for 10..30 s;
 - ``superheat dip``: a slow superheat dip to 14..18 °C over ~60 s.
 
 Defect mechanisms depend on the order and timing of events, not on their presence:
 
-1. sticker: an excursion followed 3..30 s later by a temperature drop (a drop before an excursion, or
-   long after it, is benign);
-2. surge during low superheat: a speed surge while superheat < 20 °C (a surge at normal superheat, or
-   a dip without a surge, is benign);
-3. cooling upset after an excursion: a cooling disturbance starting 0..25 s after an excursion.
+1. sticker: an excursion followed 3..30 s later by a temperature drop (a drop *before* an excursion is
+   a benign look-alike);
+2. surge during low superheat: a speed surge while superheat < ~20 °C (a surge at normal superheat,
+   or a dip without a surge, is benign);
+3. cooling upset after an excursion: a cooling disturbance starting 0..25 s after an excursion (one
+   *before* the excursion is benign).
 
-The latent risk is ``sigmoid(-5 + 8.5 s1 + 8.5 s2 + 7.5 s3)`` with each ``s`` in [0, 1] graded by timing
-(or superheat); the label is a Bernoulli draw from it. Every casting also gets benign look-alike
-events, so event counts and summary statistics say little. ``oracle_auc`` is the AUC of the latent
-risk itself: the best any model can do on a dataset.
+A casting is cut into slots of ~80 s. At most one slot holds a planted mechanism (5% of castings
+each); the other slots hold benign look-alikes (35%), single events (25%) or nothing, so event counts
+and summary statistics say little about the label. The latent risk is computed from the events as
+they happened: ``sigmoid(-5 + 8.5 s1 + 8.5 s2 + 7.5 s3)``, each ``s`` in [0, 1] graded by timing (or by
+the superheat during the surge); the label is a Bernoulli draw from it (prevalence ~15%).
+``oracle_auc`` is the AUC of the latent risk itself: the best any model can do on a dataset.
 
 Casting ``i`` of ``generate_castings(n, seed)`` does not depend on ``n`` (one child seed per casting).
 """
@@ -55,8 +58,12 @@ NOMINAL = np.array([1.2, 1520.0, 150.0, 200.0, 25.0])
 HARD_LIMITS = np.array([[0.5, 2.5], [1400.0, 1650.0], [100.0, 200.0], [100.0, 300.0], [10.0, 50.0]])
 _SAFE_LIMITS = HARD_LIMITS + np.array([0.01, -0.01]) * (HARD_LIMITS[:, 1:] - HARD_LIMITS[:, :1])
 
-# scenario probabilities per casting (the rest carry only look-alikes and background events)
-_MECHANISM_P = {"sticker": 0.03, "surge_low_superheat": 0.045, "cooling_after_excursion": 0.03}
+# per casting: probability of one planted mechanism; per remaining slot: look-alike / single event
+_MECHANISM_P = {"sticker": 0.05, "surge_low_superheat": 0.05, "cooling_after_excursion": 0.05}
+_LOOKALIKE_P, _SINGLE_P = 0.35, 0.25
+_LOOKALIKES = ("drop_then_excursion", "surge_normal_superheat", "dip_without_surge", "cooling_then_excursion")
+_SINGLES = ("excursion", "drop", "cooling", "surge")
+_SLOT_S = 80
 _BIAS, _WEIGHTS = -5.0, np.array([8.5, 8.5, 7.5])
 
 
@@ -129,55 +136,69 @@ def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.nd
     n = int(rng.integers(100, 501))
     t = np.arange(n, dtype=np.float64)
 
-    def when(margin_end: float = 20.0, start: float = 5.0) -> float:
-        return float(rng.uniform(start, max(start + 1.0, n - margin_end)))
-
     excursions: list[float] = []
     drops: list[float] = []
     surges: list[tuple[float, float]] = []  # (start, duration)
     coolings: list[float] = []
     dips: list[float] = []
 
-    # planted mechanism (at most one), timed so that it counts
+    # The casting is cut into slots of ~_SLOT_S seconds; each scenario (a planted mechanism, a benign
+    # look-alike or a single event) lives in its own slot, so scenarios do not combine by accident.
+    n_slots = max(1, n // _SLOT_S)
+    slot_len = n / n_slots
+    scenarios: list[str] = []
     u = rng.random()
-    cum = np.cumsum(list(_MECHANISM_P.values()))
-    if u < cum[0]:
-        te = when(45.0)
-        excursions.append(te)
-        drops.append(te + rng.uniform(4.0, 28.0))
-    elif u < cum[1]:
-        td = when(50.0, 30.0)
-        dips.append(td)
-        surges.append((td + rng.uniform(-12.0, 8.0), rng.uniform(10.0, 25.0)))
-    elif u < cum[2]:
-        te = when(40.0)
-        excursions.append(te)
-        coolings.append(te + rng.uniform(1.0, 22.0))
+    for name, p in _MECHANISM_P.items():
+        if u < p:
+            scenarios.append(name)
+            break
+        u -= p
+    for _ in range(n_slots - len(scenarios)):
+        v = rng.random()
+        if v < _LOOKALIKE_P:
+            scenarios.append(str(rng.choice(_LOOKALIKES)))
+        elif v < _LOOKALIKE_P + _SINGLE_P:
+            scenarios.append(str(rng.choice(_SINGLES)))
 
-    # benign look-alikes: the same kinds of events in a harmless order or timing
-    for _ in range(rng.poisson(1.0)):
-        kind = rng.integers(0, 5)
-        if kind == 0:  # drop before excursion
-            td = when(60.0)
-            drops.append(td)
-            excursions.append(td + rng.uniform(5.0, 40.0))
-        elif kind == 1:  # excursion, drop long after
-            te = when(120.0)
+    for slot, scenario in zip(rng.permutation(n_slots), scenarios, strict=False):
+        lo = slot * slot_len + 3.0
+        span = max(slot_len - 50.0, 1.0)  # room for the scenario's own extent
+
+        def at(offset: float = 0.0, lo: float = lo, span: float = span) -> float:
+            return lo + offset + float(rng.uniform(0.0, span))
+
+        if scenario == "sticker":  # excursion, then a drop 4..25 s later
+            te = at()
             excursions.append(te)
-            drops.append(te + rng.uniform(60.0, 110.0))
-        elif kind == 2:  # surge at normal superheat (placed away from any dip below)
-            surges.append((when(30.0), rng.uniform(10.0, 25.0)))
-        elif kind == 3:  # superheat dip without surge
-            dips.append(when(40.0, 30.0))
-        else:  # cooling disturbance before an excursion
-            tc = when(60.0)
+            drops.append(te + rng.uniform(4.0, 25.0))
+        elif scenario == "surge_low_superheat":  # surge inside a superheat dip
+            td = at(15.0)
+            dips.append(td)
+            surges.append((td + rng.uniform(-8.0, 4.0), rng.uniform(10.0, 20.0)))
+        elif scenario == "cooling_after_excursion":  # cooling upset 1..20 s after an excursion
+            te = at()
+            excursions.append(te)
+            coolings.append(te + rng.uniform(1.0, 20.0))
+        elif scenario == "drop_then_excursion":  # benign: reversed order
+            td = at()
+            drops.append(td)
+            excursions.append(td + rng.uniform(5.0, 25.0))
+        elif scenario == "surge_normal_superheat":
+            surges.append((at(), rng.uniform(10.0, 20.0)))
+        elif scenario == "dip_without_surge":
+            dips.append(at(15.0))
+        elif scenario == "cooling_then_excursion":  # benign: reversed order
+            tc = at()
             coolings.append(tc)
-            excursions.append(tc + rng.uniform(10.0, 40.0))
-    # background events at random times (can coincide by chance; the risk accounts for it)
-    scale = n / 300.0
-    excursions += [when() for _ in range(rng.poisson(0.15 * scale))]
-    drops += [when() for _ in range(rng.poisson(0.15 * scale))]
-    coolings += [when() for _ in range(rng.poisson(0.1 * scale))]
+            excursions.append(tc + rng.uniform(12.0, 30.0))
+        elif scenario == "excursion":
+            excursions.append(at())
+        elif scenario == "drop":
+            drops.append(at())
+        elif scenario == "cooling":
+            coolings.append(at())
+        else:  # "surge"
+            surges.append((at(), rng.uniform(10.0, 20.0)))
 
     # ---- continuous signals
     speed0 = rng.normal(1.2, 0.06)
