@@ -83,6 +83,8 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
         broker_session_timeout=cfg.kafka.session_timeout_s,
         broker_heartbeat_interval=cfg.kafka.heartbeat_interval_s,
         broker_rebalance_timeout=cfg.kafka.rebalance_timeout_s,
+        # faust's default (1 MiB per partition) leaves the worker waiting on fetches (docs/BENCHMARKS.md)
+        consumer_max_fetch_size=cfg.kafka.max_partition_fetch_bytes,
     )
     sensors = app.topic(cfg.topics.sensors, key_type=bytes, value_type=bytes)
     requests_topic = app.topic(

@@ -58,6 +58,8 @@ class KafkaConfig(_Section):
     session_timeout_s: float = Field(10.0, ge=1.0)
     heartbeat_interval_s: float = Field(3.0, gt=0.0)
     rebalance_timeout_s: float = Field(30.0, ge=1.0)
+    # per partition and fetch; 1 MiB (faust's default) starves ingest of chunked readings
+    max_partition_fetch_bytes: int = Field(8 * 1024 * 1024, ge=65_536)
 
     _split = field_validator("bootstrap_servers", mode="before")(_split_list)
 

@@ -38,8 +38,10 @@ class RedisWindowStore:
         per_casting: dict[str, dict[int, bytes]] = {}
         for message in batch:
             rows = per_casting.setdefault(message.casting_id, {})
-            for i, row in enumerate(message.rows):
-                rows[message.start_step + i] = pack_row(row)
+            packed = pack_row(message.rows)  # all rows at once; row i is bytes [i * width, (i + 1) * width)
+            width = len(packed) // len(message.rows)
+            for i in range(len(message.rows)):
+                rows[message.start_step + i] = packed[i * width : (i + 1) * width]
         pipe = self.client.pipeline(transaction=False)
         for casting_id, rows in per_casting.items():
             key = self.window_key(casting_id)
