@@ -1,0 +1,243 @@
+"""Ingest benchmark: readings/s from the sensor topic into Redis, worker against its ceilings, one run.
+
+For each message shape (single readings, chunks of 10, chunks of 50) the same pre-produced topic is
+consumed, in turn and repeatedly, by
+    (a) a bare aiokafka consumer that only drains the topic (the Kafka client's ceiling),
+    (b) a minimal aiokafka loop: same parser, same pipelined window-store writes (`IngestStage`), no framework,
+    the real worker (`stream-app worker`, a subprocess, its own consumer group),
+    a naive worker (the real worker with one Redis round trip per reading, bench/naive_worker.py).
+The topics hold readings only (no end markers), so the scoring agent stays idle and only ingest is timed.
+Rates are taken from the first record handled to the last (worker: from its readings counter), so
+process start-up and the group join are not counted. Each round runs all four back to back;
+ratios are per round, and the table shows medians over rounds.
+
+    .venv/bin/python bench/bench_ingest.py [--rounds 3] [--chunks 1 10 50] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    BenchWorker,
+    bench_config,
+    create_topics,
+    delete_redis_prefix,
+    delete_topics,
+    machine_line,
+    median,
+    produce,
+    unique_name,
+    write_checkpoint,
+)
+
+STEPS_PER_CASTING = 300
+DEFAULT_READINGS = {1: 60_000, 10: 300_000, 50: 1_000_000}
+NOMINAL = np.array([1.2, 1520.0, 150.0, 200.0, 25.0], dtype=np.float32)
+SPREAD = np.array([0.05, 5.0, 3.0, 5.0, 2.0], dtype=np.float32)
+
+
+def sensor_messages(n_readings: int, chunk: int, prefix: str, seed: int = 0) -> list[tuple[bytes, bytes]]:
+    """Readings of castings of STEPS_PER_CASTING steps, 4 strands interleaved, no end markers."""
+    from stream_app.simulate import Casting, interleave
+
+    rng = np.random.default_rng(seed)
+    n_castings = max(1, n_readings // STEPS_PER_CASTING)
+    castings = [
+        Casting(f"{prefix}-{i:05d}", NOMINAL + SPREAD * rng.standard_normal((STEPS_PER_CASTING, 5)).astype(np.float32))
+        for i in range(n_castings)
+    ]
+    return [(k.encode(), v) for k, v in interleave(castings, strands=4, chunk_size=chunk)
+            if not v.startswith(b'{"type":"end"')]
+
+
+async def _consumer(cfg, **extra):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from stream_app.connections import aiokafka_kwargs
+
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", **extra)
+    await consumer.start()
+    tps = [TopicPartition(cfg.topics.sensors, p) for p in range(cfg.topics.partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    end = await consumer.end_offsets(tps)
+    return consumer, end
+
+
+async def drain_bare(cfg) -> tuple[int, float]:
+    """(a): getmany until every partition is at its end offset; returns (records, seconds)."""
+    consumer, end = await _consumer(cfg)
+    try:
+        count, first = 0, None
+        target = sum(end.values())
+        while count < target:
+            batches = await consumer.getmany(timeout_ms=1000)
+            n = sum(len(b) for b in batches.values())
+            if n and first is None:
+                first = time.perf_counter()
+            count += n
+        return count, time.perf_counter() - first
+    finally:
+        await consumer.stop()
+
+
+async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
+    """(b): aiokafka getmany -> the worker's parser and pipelined Redis writes; returns (readings, seconds)."""
+    from stream_app.connections import create_redis
+    from stream_app.ingest import IngestStage
+    from stream_app.messages import MessageParser
+    from stream_app.metrics import Metrics
+    from stream_app.records import SourceRecord
+    from stream_app.window_store import RedisWindowStore
+
+    redis = create_redis(cfg.redis)
+    stage = IngestStage(MessageParser(cfg.validation), RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s),
+                        Metrics())
+    consumer, end = await _consumer(cfg)
+    try:
+        count, readings, first = 0, 0, None
+        target = sum(end.values())
+        while count < target:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=take)
+            records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
+                       for messages in batches.values() for m in messages]
+            if not records:
+                continue
+            if first is None:
+                first = time.perf_counter()
+            outcome = await stage.process(records, time.time())
+            if outcome.deadletters:
+                raise RuntimeError(f"unexpected dead letters: {outcome.deadletters[:2]}")
+            count += len(records)
+            readings += outcome.readings
+        return readings, time.perf_counter() - first
+    finally:
+        await consumer.stop()
+        await redis.aclose()
+
+
+def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float,
+               start_timeout_s: float = 90) -> tuple[int, float]:
+    """A worker process on the topic; (readings, seconds) from its first to its last counted reading."""
+    entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")] if naive else None
+    name = "casting_readings_ingested_total"
+    with BenchWorker(cfg, entry=entry) as worker:
+        deadline = time.monotonic() + start_timeout_s
+        t0 = c0 = None
+        t_last = c_last = None
+        while True:
+            worker.check_alive()
+            value = worker.metric(name)
+            now = time.perf_counter()
+            if value:
+                if t0 is None:
+                    t0, c0 = now, value
+                t_last, c_last = now, value
+                if value >= total_readings or now - t0 > max_s:
+                    break
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"worker ingested nothing within {start_timeout_s}s:\n{worker.log_tail()}")
+            time.sleep(0.05)
+    if t_last == t0:
+        raise RuntimeError("worker finished within one poll; use more readings")
+    return int(c_last - c0), t_last - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--chunks", type=int, nargs="*", default=[1, 10, 50])
+    parser.add_argument("--readings", type=int, nargs="*", default=None,
+                        help="readings per chunk size (default 60k / 300k / 1M)")
+    parser.add_argument("--max-worker-s", type=float, default=30.0, help="cap on one worker measurement")
+    parser.add_argument("--max-naive-s", type=float, default=12.0, help="cap on one naive-worker measurement")
+    parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    readings_for = dict(zip(args.chunks, args.readings, strict=True)) if args.readings else DEFAULT_READINGS
+
+    run_id = unique_name("ingest")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
+    checkpoint = write_checkpoint("lightweight", tmp)
+    rows = []
+    print(machine_line())
+    try:
+        for chunk in args.chunks:
+            cfg = bench_config(f"{run_id}-c{chunk}", checkpoint)
+            create_topics(cfg)
+            messages = sensor_messages(readings_for[chunk], chunk, f"B{chunk}")
+            total = readings_for[chunk] // STEPS_PER_CASTING * STEPS_PER_CASTING
+            began = time.perf_counter()
+            produce(cfg, messages)
+            print(f"chunk {chunk}: produced {len(messages)} messages ({total} readings) "
+                  f"in {time.perf_counter() - began:.1f}s", flush=True)
+            per_round = []
+            for r in range(args.rounds):
+                result = {}
+                n, s = asyncio.run(drain_bare(cfg))
+                result["bare"] = n * chunk / s
+                rcfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-loop{r}"})
+                n, s = asyncio.run(loop_pipelined(rcfg, cfg.batching.ingest_take_size))
+                delete_redis_prefix(rcfg)
+                result["loop"] = n / s
+                wcfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-worker{r}"})
+                try:
+                    n, s = run_worker(wcfg, total, naive=False, max_s=args.max_worker_s)
+                finally:
+                    delete_redis_prefix(wcfg)
+                result["worker"] = n / s
+                if not args.no_naive:
+                    ncfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-naive{r}"})
+                    try:
+                        n, s = run_worker(ncfg, total, naive=True, max_s=args.max_naive_s)
+                    finally:
+                        delete_redis_prefix(ncfg)
+                    result["naive"] = n / s
+                print(f"  round {r}: " + "  ".join(f"{k} {v:,.0f}/s" for k, v in result.items()), flush=True)
+                per_round.append(result)
+            row = {"chunk": chunk, "readings": total, "messages": len(messages), "rounds": per_round}
+            for key in ("bare", "loop", "worker", "naive"):
+                row[key] = median(r[key] for r in per_round if key in r)
+            row["worker_over_loop"] = median(r["worker"] / r["loop"] for r in per_round)
+            row["worker_over_bare"] = median(r["worker"] / r["bare"] for r in per_round)
+            if not args.no_naive:
+                row["worker_over_naive"] = median(r["worker"] / r["naive"] for r in per_round)
+            rows.append(row)
+    finally:
+        for chunk in args.chunks:
+            delete_topics(bench_config(f"{run_id}-c{chunk}", checkpoint), f"{run_id}-c{chunk}")
+            for r in range(args.rounds):
+                for role in ("loop", "worker", "naive"):
+                    delete_redis_prefix(bench_config(f"{run_id}-c{chunk}-{role}{r}", checkpoint))
+
+    print(f"\ningest readings/s, medians of {args.rounds} round(s); (a) bare aiokafka drain, "
+          "(b) aiokafka + parser + pipelined Redis")
+    header = (f"{'msg':<10}{'(a) bare':>12}{'(b) loop':>12}{'worker':>10}{'naive':>9}"
+              f"{'w/(b)':>8}{'w/(a)':>8}{'w/naive':>9}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        label = "single" if row["chunk"] == 1 else f"chunk {row['chunk']}"
+        naive = f"{row['naive']:>9,.0f}" if "naive" in row else f"{'-':>9}"
+        ratio = f"{row['worker_over_naive']:>9.1f}" if "worker_over_naive" in row else f"{'-':>9}"
+        print(f"{label:<10}{row['bare']:>12,.0f}{row['loop']:>12,.0f}{row['worker']:>10,.0f}{naive}"
+              f"{row['worker_over_loop']:>8.2f}{row['worker_over_bare']:>8.2f}{ratio}")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"machine": machine_line(), "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

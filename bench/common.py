@@ -1,0 +1,259 @@
+"""Shared helpers of the benchmarks: machine line, checkpoints, unique topics, worker processes, cleanup.
+
+Every benchmark run uses its own topics, app ids and Redis prefixes (``bench-<uuid>``), and deletes
+only what it created. Worker processes are started here and always stopped in ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from stream_app.config import StreamConfig, load_config  # noqa: E402
+
+VARIANT_CONFIGS = ("default", "lightweight")
+
+
+def machine_line() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return (f"{platform.node()}: nproc={os.cpu_count()}, {model}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def unique_name(kind: str) -> str:
+    return f"bench-{kind}-{uuid.uuid4().hex[:10]}"
+
+
+def model_config(variant: str) -> dict:
+    from models.lstm_model import LSTMModelVariants, create_default_lstm_config
+
+    return create_default_lstm_config() if variant == "default" else LSTMModelVariants.all()[variant]
+
+
+def build_model(variant: str, seed: int = 0):
+    """An untrained model of the variant with fitted normalisation (weights do not matter for speed)."""
+    import torch
+
+    from models.lstm_model import SteelDefectLSTM
+    from models.synthetic import generate_castings
+
+    torch.manual_seed(seed)
+    model = SteelDefectLSTM(model_config(variant))
+    model.fit_normalization(generate_castings(16, seed=seed + 1).sequences)
+    return model.eval()
+
+
+def write_checkpoint(variant: str, directory: Path) -> Path:
+    """checkpoints/default/model.pt when it exists and variant is default, else a fresh untrained one."""
+    from models.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+
+    if variant == "default" and DEFAULT_CHECKPOINT.exists():
+        return DEFAULT_CHECKPOINT
+    path = directory / f"{variant}.pt"
+    save_checkpoint(path, build_model(variant), metadata={"purpose": "benchmark (untrained)"})
+    return path
+
+
+def bench_config(app_id: str, checkpoint: Path, partitions: int = 4, **batching) -> StreamConfig:
+    base = load_config(environ={})
+    topics = base.topics.model_copy(update={
+        "sensors": f"{app_id}.sensors", "predictions": f"{app_id}.predictions",
+        "deadletter": f"{app_id}.deadletter", "partitions": partitions,
+    })
+    return base.model_copy(update={
+        "app_id": app_id, "topics": topics,
+        "model": base.model.model_copy(update={"checkpoint": checkpoint, "device": "cpu"}),
+        "batching": base.batching.model_copy(update=batching),
+    })
+
+
+def worker_env(cfg: StreamConfig, metrics_port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "STREAM_APP__APP_ID": cfg.app_id,
+        "STREAM_APP__TOPICS__SENSORS": cfg.topics.sensors,
+        "STREAM_APP__TOPICS__PREDICTIONS": cfg.topics.predictions,
+        "STREAM_APP__TOPICS__DEADLETTER": cfg.topics.deadletter,
+        "STREAM_APP__TOPICS__PARTITIONS": str(cfg.topics.partitions),
+        "STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": ",".join(cfg.kafka.bootstrap_servers),
+        "STREAM_APP__REDIS__URL": cfg.redis.url,
+        "STREAM_APP__MODEL__CHECKPOINT": str(cfg.model.checkpoint),
+        "STREAM_APP__MODEL__DEVICE": "cpu",
+        "STREAM_APP__MODEL__TORCH_THREADS": "1",
+        "STREAM_APP__METRICS__PORT": str(metrics_port),
+        "STREAM_APP__METRICS__HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    for key, value in cfg.batching.model_dump().items():
+        env[f"STREAM_APP__BATCHING__{key.upper()}"] = str(value)
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BenchWorker:
+    """`stream-app worker` (or another entry point with the same CLI) as a subprocess; a context manager
+    that always stops it (SIGTERM, then SIGKILL) and removes its faust data folder."""
+
+    def __init__(self, cfg: StreamConfig, *, entry: list[str] | None = None,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.port = free_port()
+        self.entry = entry or [sys.executable, "-m", "stream_app.cli", "worker"]
+        self.extra_env = extra_env
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{cfg.app_id}-"))
+        self.log_path = self.tmp / "worker.log"
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> BenchWorker:
+        with self.log_path.open("wb") as log_file:
+            self.proc = subprocess.Popen(
+                [*self.entry, "--datadir", str(self.tmp / "faust")],
+                env=worker_env(self.cfg, self.port, self.extra_env), stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=20)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"worker exited:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def metric(self, name: str) -> float | None:
+        """Value of one unlabelled sample from the metrics endpoint; None while it is not up."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as reply:
+                text = reply.read().decode()
+        except OSError:
+            return None
+        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+        return float(match.group(1)) if match else None
+
+
+def create_topics(cfg: StreamConfig, names: Iterable[str] | None = None) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from stream_app.connections import kafka_python_kwargs
+
+    names = list(names or (cfg.topics.sensors, cfg.topics.predictions, cfg.topics.deadletter))
+    admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
+    try:
+        admin.create_topics([NewTopic(n, cfg.topics.partitions, 1) for n in names])
+    finally:
+        admin.close()
+
+
+def delete_topics(cfg: StreamConfig, prefix: str) -> None:
+    """Delete the topics whose names start with `prefix` (a bench-<uuid> this run made)."""
+    from kafka.admin import KafkaAdminClient
+
+    from stream_app.connections import kafka_python_kwargs
+
+    assert prefix.startswith("bench-"), prefix
+    admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    except Exception as exc:  # cleanup must not hide the benchmark's own error
+        print(f"warning: could not delete topics {prefix}*: {exc}", file=sys.stderr)
+    finally:
+        admin.close()
+
+
+def delete_redis_prefix(cfg: StreamConfig, prefix: str | None = None) -> int:
+    from stream_app.connections import create_redis_sync
+
+    prefix = prefix or cfg.redis_prefix
+    assert "bench-" in prefix, prefix
+    client = create_redis_sync(cfg.redis)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
+        for i in range(0, len(keys), 5000):
+            client.delete(*keys[i: i + 5000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def produce(cfg: StreamConfig, messages: Iterable[tuple[bytes, bytes]], topic: str | None = None) -> int:
+    """Send (key, value) pairs as fast as the client goes; returns how many."""
+    from kafka import KafkaProducer
+
+    from stream_app.connections import kafka_python_kwargs
+
+    producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=20, batch_size=1 << 20,
+                             max_request_size=8 << 20, acks=1)
+    count = 0
+    try:
+        for key, value in messages:
+            producer.send(topic or cfg.topics.sensors, key=key, value=value)
+            count += 1
+        producer.flush()
+    finally:
+        producer.close()
+    return count
+
+
+def median(values: Iterable[float]) -> float:
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.1, check=lambda: None) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check()
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return False

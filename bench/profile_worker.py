@@ -1,0 +1,61 @@
+"""Profile the real worker while it drains a pre-filled sensor topic (py-spy), or just time it.
+
+    .venv/bin/pip install py-spy            # a profiler, not a project dependency
+    .venv/bin/python bench/profile_worker.py CHUNK READINGS SECONDS OUT.json|- [ENV=VALUE ...]
+e.g. bench/profile_worker.py 50 1500000 6 /tmp/w50.json    (speedscope JSON; '-' only times the worker)
+Prints the worker's readings/s over the sampled seconds. Topics and Redis keys are its own and deleted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_ingest import sensor_messages  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    BenchWorker,
+    bench_config,
+    create_topics,
+    delete_redis_prefix,
+    delete_topics,
+    produce,
+    unique_name,
+    write_checkpoint,
+)
+
+
+def main() -> int:
+    chunk, readings, seconds, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    extra_env = dict(arg.split("=", 1) for arg in sys.argv[5:])
+    run_id = unique_name("prof")
+    cfg = bench_config(run_id, write_checkpoint("lightweight", Path(tempfile.mkdtemp(prefix=f"{run_id}-"))))
+    create_topics(cfg)
+    counter = "casting_readings_ingested_total"
+    try:
+        produce(cfg, sensor_messages(readings, chunk, "P"))
+        with BenchWorker(cfg, extra_env=extra_env) as worker:
+            while not worker.metric(counter):
+                worker.check_alive()
+                time.sleep(0.05)
+            t0, c0 = time.perf_counter(), worker.metric(counter)
+            if out != "-":
+                subprocess.run([str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(worker.proc.pid), "-d", seconds,
+                                "-o", out, "-f", "speedscope", "-r", "200"], check=False, capture_output=True)
+            else:
+                time.sleep(float(seconds))
+            c1, t1 = worker.metric(counter), time.perf_counter()
+            print(f"worker: {(c1 - c0) / (t1 - t0):,.0f} readings/s over {t1 - t0:.1f}s ({c1:,.0f} counted)")
+    finally:
+        delete_topics(cfg, run_id)
+        delete_redis_prefix(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
