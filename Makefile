@@ -50,3 +50,18 @@ demo: install
 
 clean: down
 	rm -rf .devstack
+
+# ---- benchmarks (bench/; numbers and machine in docs/BENCHMARKS.md); each needs the local Kafka + Redis
+.PHONY: bench-scoring bench-ingest bench-e2e bench-gpu
+
+bench-scoring: services
+	$(PY) bench/bench_scoring.py
+
+bench-ingest: services
+	$(PY) bench/bench_ingest.py
+
+bench-e2e: services
+	$(PY) bench/bench_e2e.py
+
+bench-gpu: services
+	bench/gpu.sh
