@@ -93,7 +93,7 @@ def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, thr
 @click.command("evaluate")
 @click.option(
     "--checkpoint",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     default=Path("checkpoints/default/model.pt"),
     show_default=True,
 )
@@ -130,6 +130,9 @@ def evaluate(checkpoint, data, synthetic, data_seed, output, plot, uea, seed, ch
         sys.exit(1 if check_targets and not all(result["targets"].values()) else 0)
 
     from models.evaluate import run_evaluation
+
+    if not checkpoint.is_file():
+        raise click.BadParameter(f"{checkpoint} does not exist", param_hint="--checkpoint")
 
     source = None if data is None and synthetic is None else _source(data, synthetic, data_seed)
     result = run_evaluation(checkpoint, source, output=output, plot_path=plot)

@@ -71,6 +71,14 @@ class TestSteelDefectLSTM:
             alone = model(s[None])
             assert abs(float(together[i]) - float(alone[0])) < 1e-5
 
+    def test_float64_model_accepts_float32_and_float64_input(self, make_model):
+        model = make_model()
+        x = batch(2, 12)
+        expected = model(x, [12, 7]).double()
+        model = model.double()  # the service scores in float64
+        torch.testing.assert_close(model(x, [12, 7]), expected, atol=1e-5, rtol=0)
+        assert model(torch.from_numpy(x).double(), [12, 7]).dtype == torch.float64
+
     def test_attention_masked_and_normalised(self, make_model):
         model = make_model(bidirectional=True)
         model(batch(3, 25), sequence_lengths=np.array([25, 10, 1]))
