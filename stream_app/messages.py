@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
+import orjson
 
 from stream_app.config import ValidationConfig
 from stream_app.errors import RejectedInput
@@ -83,11 +84,7 @@ class MessageParser:
         if len(value) > self.cfg.max_message_bytes:
             raise RejectedInput("oversized", f"{len(value)} bytes > {self.cfg.max_message_bytes}")
         key_text = _decode_key(key)
-        try:
-            # decode first: json.loads(bytes) would also accept UTF-16/32, which the contract does not
-            doc = json.loads(value.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise RejectedInput("malformed_json", str(exc)[:200]) from None
+        doc = _loads(value)
         if not isinstance(doc, dict):
             raise RejectedInput("not_an_object", f"got {type(doc).__name__}")
         kind = _field(doc, "type", str)
@@ -166,6 +163,21 @@ class MessageParser:
                 # bool is an int in Python; a sensor value of `true` is a producer bug
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise RejectedInput("bad_type", f"step {first_step + i}: non-numeric value {value!r}")
+
+
+def _loads(value: bytes) -> object:
+    """orjson first (several times faster); whatever it refuses goes through the standard library,
+    which decides the verdict: it reads NaN/Infinity and integers beyond 64 bits, which then get their
+    specific reasons (non_finite, out_of_limits) instead of malformed_json."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        # decode first: json.loads(bytes) would also accept UTF-16/32, which the contract does not
+        return json.loads(value.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RejectedInput("malformed_json", str(exc)[:200]) from None
 
 
 def _decode_key(key: bytes | None) -> str:

@@ -9,7 +9,6 @@ bytes, so duplicates are identical. The caller sends, waits for acks, then `fini
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from stream_app.config import WindowConfig
 from stream_app.errors import RejectedInput
@@ -57,14 +57,15 @@ def prediction_payload(
         "predicted_defect": published >= threshold,  # agrees with the number a reader sees
         "threshold": threshold,
         "n_steps": request.n_steps,
-        "attention": np.round(attention.astype(np.float64), ATTENTION_DECIMALS).tolist(),
+        "attention": np.round(attention.astype(np.float64), ATTENTION_DECIMALS),
         "model_version": model_version,
         "gaps_filled": gaps_filled,
         "scored_at": iso_time(now),
         "latency_ms": round((now - request.end_consumed_at) * 1000.0, 3),
         "batch_size": batch_size,
     }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    # orjson writes the numpy attention array directly, ~10x faster than json.dumps of a list
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 class ScoringStage:
