@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from stream_app.config import StreamConfig, load_config  # noqa: E402
+from stream_app.config import StreamConfig, load_config, to_env  # noqa: E402
 
 VARIANT_CONFIGS = ("default", "lightweight")
 
@@ -95,23 +95,14 @@ def bench_config(app_id: str, checkpoint: Path, partitions: int = 4, **batching)
 
 def worker_env(cfg: StreamConfig, metrics_port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(to_env(cfg))
     env.update({
-        "STREAM_APP__APP_ID": cfg.app_id,
-        "STREAM_APP__TOPICS__SENSORS": cfg.topics.sensors,
-        "STREAM_APP__TOPICS__PREDICTIONS": cfg.topics.predictions,
-        "STREAM_APP__TOPICS__DEADLETTER": cfg.topics.deadletter,
-        "STREAM_APP__TOPICS__PARTITIONS": str(cfg.topics.partitions),
-        "STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": ",".join(cfg.kafka.bootstrap_servers),
-        "STREAM_APP__REDIS__URL": cfg.redis.url,
-        "STREAM_APP__MODEL__CHECKPOINT": str(cfg.model.checkpoint),
         "STREAM_APP__MODEL__DEVICE": "cpu",
         "STREAM_APP__MODEL__TORCH_THREADS": "1",
         "STREAM_APP__METRICS__PORT": str(metrics_port),
         "STREAM_APP__METRICS__HOST": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     })
-    for key, value in cfg.batching.model_dump().items():
-        env[f"STREAM_APP__BATCHING__{key.upper()}"] = str(value)
     env.update(extra or {})
     return env
 

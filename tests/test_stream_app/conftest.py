@@ -48,7 +48,7 @@ def service_config(stream_config_factory, tiny_checkpoint) -> Callable[..., Stre
     """Config for a worker under test: unique topics/app id, tiny model, topics created up front."""
 
     def make(**overrides) -> StreamConfig:
-        model = {"checkpoint": str(tiny_checkpoint), "device": "cpu", **overrides.pop("model", {})}
+        model = {"checkpoint": str(tiny_checkpoint), "device": "cpu", "torch_threads": 1, **overrides.pop("model", {})}
         cfg = stream_config_factory(model=model, **overrides)
         create_topics(cfg)
         return cfg

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from models.synthetic import generate_castings
-from stream_app.config import StreamConfig
+from stream_app.config import StreamConfig, to_env
 from stream_app.connections import kafka_python_kwargs
 from stream_app.simulate import Casting, interleave
 
@@ -30,24 +30,8 @@ def free_port() -> int:
 
 
 def config_env(cfg: StreamConfig) -> dict[str, str]:
-    """The environment that makes a worker process use `cfg` (the keys tests change)."""
-    return {
-        "STREAM_APP__APP_ID": cfg.app_id,
-        "STREAM_APP__TOPICS__SENSORS": cfg.topics.sensors,
-        "STREAM_APP__TOPICS__PREDICTIONS": cfg.topics.predictions,
-        "STREAM_APP__TOPICS__DEADLETTER": cfg.topics.deadletter,
-        "STREAM_APP__TOPICS__PARTITIONS": str(cfg.topics.partitions),
-        "STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": ",".join(cfg.kafka.bootstrap_servers),
-        "STREAM_APP__REDIS__URL": cfg.redis.url,
-        "STREAM_APP__MODEL__CHECKPOINT": str(cfg.model.checkpoint),
-        "STREAM_APP__MODEL__DEVICE": "cpu",
-        "STREAM_APP__MODEL__TORCH_THREADS": "1",
-        "STREAM_APP__BATCHING__MAX_BATCH_SIZE": str(cfg.batching.max_batch_size),
-        "STREAM_APP__BATCHING__MAX_WAIT_MS": str(cfg.batching.max_wait_ms),
-        "STREAM_APP__WINDOW__ABANDON_AFTER_S": str(cfg.window.abandon_after_s),
-        "STREAM_APP__WINDOW__SWEEP_INTERVAL_S": str(cfg.window.sweep_interval_s),
-        "STREAM_APP__VALIDATION__MAX_MESSAGE_BYTES": str(cfg.validation.max_message_bytes),
-    }
+    """The environment that makes a worker process load `cfg`."""
+    return to_env(cfg)
 
 
 @dataclass
@@ -61,7 +45,7 @@ class WorkerProcess:
     starts: int = 0
 
     def start(self) -> WorkerProcess:
-        env = dict(os.environ, **config_env(self.cfg), STREAM_APP__METRICS__PORT=str(self.metrics_port))
+        env = {**os.environ, **config_env(self.cfg), "STREAM_APP__METRICS__PORT": str(self.metrics_port)}
         env["PYTHONUNBUFFERED"] = "1"
         self.starts += 1
         log_file = self.log_path.open("ab")
