@@ -5,7 +5,7 @@ over repeats), amortised per-casting latency at batch 64, peak resident memory o
 that loads the model and runs both, and the model size (parameters + buffers, and the saved file).
 Inputs are synthetic castings from ``models.synthetic`` (lengths 100..500, packed by length).
 
-    .venv/bin/python bench/bench_model.py [--threads 2] [--repeats 20] [--json out.json]
+    .venv/bin/python bench/bench_model.py [--threads 1] [--repeats 20] [--float64] [--json out.json]
 
 Original targets for reference: < 200 ms per sequence, < 4 GB memory, < 50 MB model.
 """
@@ -30,7 +30,7 @@ VARIANTS = ("lightweight", "standard", "bidirectional", "deep", "default-checkpo
 TARGET_MS, TARGET_MB_MEMORY, TARGET_MB_MODEL = 200.0, 4096.0, 50.0
 
 
-def _measure(variant: str, threads: int, repeats: int, queue) -> None:
+def _measure(variant: str, threads: int, repeats: int, float64: bool, queue) -> None:
     """Runs in a fresh process so that its peak RSS belongs to this variant alone."""
     import numpy as np
     import torch
@@ -46,6 +46,8 @@ def _measure(variant: str, threads: int, repeats: int, queue) -> None:
         model, _ = load_checkpoint(DEFAULT_CHECKPOINT)
     else:
         model = SteelDefectLSTM(LSTMModelVariants.all()[variant]).eval()
+    dtype = torch.float64 if float64 else torch.float32
+    model = model.to(dtype)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     castings = generate_castings(64 + repeats, seed=123).sequences
@@ -54,7 +56,7 @@ def _measure(variant: str, threads: int, repeats: int, queue) -> None:
         x, lengths = pad_sequences(seqs)
         start = time.perf_counter()
         with torch.inference_mode():
-            model(torch.from_numpy(x), torch.from_numpy(lengths))
+            model(torch.from_numpy(x).to(dtype), torch.from_numpy(lengths))
         return time.perf_counter() - start
 
     run(castings[:2])  # warm-up
@@ -78,9 +80,10 @@ def _measure(variant: str, threads: int, repeats: int, queue) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="LSTM inference benchmark (CPU)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--float64", action="store_true", help="run in float64 (the service's default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -92,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         if variant == "default-checkpoint" and not DEFAULT_CHECKPOINT.exists():
             continue
         queue = ctx.Queue()
-        proc = ctx.Process(target=_measure, args=(variant, args.threads, args.repeats, queue))
+        proc = ctx.Process(target=_measure, args=(variant, args.threads, args.repeats, args.float64, queue))
         proc.start()
         rows.append(queue.get())
         proc.join()
 
     header = (f"{'variant':<20}{'h/L/bi':>10}{'params':>10}{'model MB':>10}{'batch1 ms':>11}{'p95 ms':>9}"
               f"{'b64 ms/cast':>13}{'peak RSS MB':>13}")  # fmt: skip
-    print(f"CPU inference, torch threads={args.threads}, synthetic castings of 100..500 steps")
+    precision = "float64" if args.float64 else "float32"
+    print(f"CPU inference, torch threads={args.threads}, {precision}, synthetic castings of 100..500 steps")
     print(header)
     print("-" * len(header))
     for r in rows:

@@ -210,8 +210,7 @@ def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.nd
     superheat = sh0 + _ou(rng, n, 120.0, 1.2)
     for td in dips:
         depth = sh0 - rng.uniform(14.0, 18.0)
-        superheat -= depth * np.exp(-0.5 * ((t - td) / 25.0) ** 2) / 1.0
-    # keep benign surges out of dips: evaluated below through the superheat actually present
+        superheat -= depth * np.exp(-0.5 * ((t - td) / 25.0) ** 2)
 
     speed = speed0 + _ou(rng, n, 60.0, 0.02)
     for ts, dur in surges:
