@@ -39,6 +39,7 @@ def _measure(variant: str, threads: int, repeats: int, float64: bool, queue) -> 
     from models.dataset import pad_sequences
     from models.lstm_model import LSTMModelVariants, SteelDefectLSTM
     from models.synthetic import generate_castings
+    from models.tracking import LSTMPerformanceTracker
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -62,6 +63,14 @@ def _measure(variant: str, threads: int, repeats: int, float64: bool, queue) -> 
     run(castings[:2])  # warm-up
     single_ms = [1000 * run([c]) for c in castings[64 : 64 + repeats]]
     batch_ms = [1000 * run(castings[:64]) / 64 for _ in range(max(3, repeats // 5))]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracker = LSTMPerformanceTracker()
+    for ms in single_ms:
+        tracker.log_inference_time(batch_size=1, inference_time=ms / 1000)
+    for ms in batch_ms:
+        tracker.log_inference_time(batch_size=64, inference_time=64 * ms / 1000)
+    tracker.log_memory_usage(peak_rss_mb)
+    summary = tracker.get_performance_summary()
     queue.put(
         {
             "variant": variant,
@@ -73,9 +82,18 @@ def _measure(variant: str, threads: int, repeats: int, float64: bool, queue) -> 
             "batch1_ms_p95": float(np.percentile(single_ms, 95)),
             "batch64_ms_per_casting": statistics.median(batch_ms),
             "mean_steps_batch1": float(np.mean([len(c) for c in castings[64 : 64 + repeats]])),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_rss_mb,
+            "meets_inference_target": summary["meets_inference_target"],
+            "meets_memory_target": summary["meets_memory_target"],
+            "meets_model_size_target": len(buf.getvalue()) / 2**20 < TARGET_MB_MODEL,
         }
     )
+
+
+def _flags(row: dict) -> str:
+    """y/n for time, memory and size targets (from LSTMPerformanceTracker and the file size)."""
+    keys = ("meets_inference_target", "meets_memory_target", "meets_model_size_target")
+    return "".join("y" if row[k] else "n" for k in keys)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         proc.join()
 
     header = (f"{'variant':<20}{'h/L/bi':>10}{'params':>10}{'model MB':>10}{'batch1 ms':>11}{'p95 ms':>9}"
-              f"{'b64 ms/cast':>13}{'peak RSS MB':>13}")  # fmt: skip
+              f"{'b64 ms/cast':>13}{'peak RSS MB':>13}{'targets':>9}")  # fmt: skip
     precision = "float64" if args.float64 else "float32"
     print(f"CPU inference, torch threads={args.threads}, {precision}, synthetic castings of 100..500 steps")
     print(header)
@@ -110,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         c = r["config"]
         arch = f"{c['hidden_size']}/{c['num_layers']}/{'y' if c['bidirectional'] else 'n'}"
         print(f"{r['variant']:<20}{arch:>10}{r['parameters']:>10}{r['model_mb']:>10.2f}{r['batch1_ms_median']:>11.1f}"
-              f"{r['batch1_ms_p95']:>9.1f}{r['batch64_ms_per_casting']:>13.2f}{r['peak_rss_mb']:>13.0f}")  # fmt: skip
-    print(f"targets: < {TARGET_MS:.0f} ms per sequence, < {TARGET_MB_MEMORY:.0f} MB memory, "
+              f"{r['batch1_ms_p95']:>9.1f}{r['batch64_ms_per_casting']:>13.2f}{r['peak_rss_mb']:>13.0f}"
+              f"{_flags(r):>9}")  # fmt: skip
+    print(f"targets (time/memory/size): < {TARGET_MS:.0f} ms per sequence, < {TARGET_MB_MEMORY:.0f} MB memory, "
           f"< {TARGET_MB_MODEL:.0f} MB model")  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
