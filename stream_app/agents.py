@@ -55,8 +55,8 @@ def build_parts(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerPa
         metrics=metrics,
         store=store,
         ingest=IngestStage(MessageParser(cfg.validation), store, metrics),
-        scoring=ScoringStage(store, scorer, cfg.window, cfg.model.threshold, cfg.batching.max_batch_size,
-                             metrics, executor),
+        scoring=ScoringStage(store, scorer, cfg.window, scorer.threshold(cfg.model.threshold),
+                             cfg.batching.max_batch_size, metrics, executor),
     )
 
 

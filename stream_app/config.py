@@ -165,8 +165,17 @@ class ModelConfig(_Section):
     # float64 makes a casting's score independent of the batch it was scored in (replays and re-scores
     # reproduce live probabilities exactly); float32 is about twice as fast. auto: float64 on CPU, float32 on GPU.
     precision: Literal["auto", "float32", "float64"] = "auto"
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # "checkpoint": the decision threshold stored with the model (chosen on validation data), 0.5 if none
+    threshold: Literal["checkpoint"] | float = "checkpoint"
     torch_threads: int | None = Field(None, ge=1)
+
+
+    @field_validator("threshold")
+    @classmethod
+    def _probability(cls, value: str | float) -> str | float:
+        if isinstance(value, float) and not 0.0 < value < 1.0:
+            raise ValueError("must lie strictly between 0 and 1, or be 'checkpoint'")
+        return value
 
 
 class MetricsConfig(_Section):

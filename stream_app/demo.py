@@ -63,8 +63,9 @@ def _top_steps(attention: list[float], k: int = 3) -> str:
 def _render(state: DemoState, cfg: StreamConfig):
     from rich.table import Table
 
+    threshold = state.predictions[0]["threshold"] if state.predictions else "..."
     table = Table(title=f"casting predictions — {len(state.predictions)}/{state.expected} castings "
-                        f"(threshold {cfg.model.threshold})", expand=False)
+                        f"(threshold {threshold})", expand=False)
     for column in ("casting", "defect probability", "verdict", "steps with most attention", "latency"):
         table.add_column(column)
     for p in state.predictions[-15:]:

@@ -122,7 +122,8 @@ async def run_replay(
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     ingest = IngestStage(MessageParser(cfg.validation), store, metrics)
-    scoring = ScoringStage(store, scorer, cfg.window, cfg.model.threshold, cfg.batching.max_batch_size, metrics)
+    threshold = scorer.threshold(cfg.model.threshold)
+    scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size, metrics)
     kafka = aiokafka_kwargs(cfg.kafka)
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)

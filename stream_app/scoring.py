@@ -42,7 +42,12 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 class Scorer:
     def __init__(
-        self, model: torch.nn.Module, version: str, device: torch.device, dtype: torch.dtype = torch.float64
+        self,
+        model: torch.nn.Module,
+        version: str,
+        device: torch.device,
+        dtype: torch.dtype = torch.float64,
+        metadata: dict | None = None,
     ) -> None:
         if getattr(model, "num_classes", 1) != 1:
             raise ModelLoadError("the service scores defect probability: the checkpoint must have num_classes=1")
@@ -52,7 +57,14 @@ class Scorer:
         self.version = version
         self.device = device
         self.dtype = dtype
+        self.metadata = metadata or {}
         self.n_channels = int(model.input_size)
+
+    def threshold(self, configured: str | float) -> float:
+        """The decision threshold: the configured number, or the checkpoint's (0.5 if it has none)."""
+        if configured == "checkpoint":
+            return float(self.metadata.get("threshold", 0.5))
+        return float(configured)
 
     @classmethod
     def from_checkpoint(cls, path: Path | str, device_preference: str = "auto", precision: str = "auto") -> Scorer:
@@ -71,7 +83,7 @@ class Scorer:
             raise ModelLoadError(f"cannot load model checkpoint {path}: {exc}") from exc
         dtype = choose_dtype(precision, device)
         log.info("loaded model %s from %s on %s (%s)", info["version"], path, device, dtype)
-        return cls(model, info["version"], device, dtype)
+        return cls(model, info["version"], device, dtype, info.get("metadata"))
 
     def score(self, windows: list[np.ndarray]) -> list[Score]:
         """One probability and one attention vector per window, in the order given."""

@@ -188,3 +188,20 @@ def test_from_checkpoint_cuda_without_cuda(tmp_path, model, no_cuda):
     save_checkpoint(path, model)
     with pytest.raises(ModelLoadError, match="CUDA"):
         Scorer.from_checkpoint(path, "cuda")
+
+
+def test_threshold_comes_from_the_checkpoint_unless_configured(tmp_path):
+    import torch
+
+    from models.checkpoint import save_checkpoint
+    from models.lstm_model import LSTMModelVariants, SteelDefectLSTM
+    from stream_app.scoring import Scorer
+
+    model = SteelDefectLSTM(LSTMModelVariants.lightweight_lstm())
+    with_threshold, without = tmp_path / "t.pt", tmp_path / "n.pt"
+    save_checkpoint(with_threshold, model, metadata={"threshold": 0.87})
+    save_checkpoint(without, model, metadata={})
+    assert Scorer.from_checkpoint(with_threshold, "cpu").threshold("checkpoint") == pytest.approx(0.87)
+    assert Scorer.from_checkpoint(with_threshold, "cpu").threshold(0.3) == 0.3
+    assert Scorer.from_checkpoint(without, "cpu").threshold("checkpoint") == 0.5
+    assert torch.get_default_dtype() == torch.float32
