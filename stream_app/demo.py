@@ -63,7 +63,7 @@ def _top_steps(attention: list[float], k: int = 3) -> str:
 def _render(state: DemoState, cfg: StreamConfig):
     from rich.table import Table
 
-    threshold = state.predictions[0]["threshold"] if state.predictions else "..."
+    threshold = f"{state.predictions[0]['threshold']:.3f}" if state.predictions else "..."
     table = Table(title=f"casting predictions — {len(state.predictions)}/{state.expected} castings "
                         f"(threshold {threshold})", expand=False)
     for column in ("casting", "defect probability", "verdict", "steps with most attention", "latency"):
