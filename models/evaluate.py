@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.baseline import SummaryStatsBaseline
 from models.checkpoint import load_checkpoint
+from models.dataset import pad_sequences
 from models.dataset_io import DataSource, Splits, load_source, split_dataset, to_dataset
 from models.lstm_model import SteelDefectLSTM
 from models.metrics import binary_metrics
@@ -24,7 +26,7 @@ from models.synthetic import SyntheticCastings
 from models.tracking import PerformanceTargets
 from models.train import predict_dataset
 
-__all__ = ["evaluate_on_splits", "evaluate_test_set", "run_evaluation"]
+__all__ = ["attention_on_mechanisms", "evaluate_on_splits", "evaluate_test_set", "run_evaluation"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,42 @@ def evaluate_test_set(
         result["baseline"] = binary_metrics(test.labels, probs["summary-stats baseline"], 0.5)
         result["baseline"]["model"] = "per-channel mean/std/min/max/slope -> HistGradientBoostingClassifier"
         result["lstm_minus_baseline_auc_roc"] = result["lstm"]["auc_roc"] - result["baseline"]["auc_roc"]
+    result["attention"] = attention_on_mechanisms(model, test)
     result["targets"] = _targets(result)
     return result, probs
+
+
+@torch.no_grad()
+def attention_on_mechanisms(model: SteelDefectLSTM, data: SyntheticCastings, margin_steps: int = 3) -> dict[str, Any]:
+    """How much attention lands on the planted defect mechanism (castings that have one).
+
+    Compares the attention mass inside the mechanism's span (plus ``margin_steps`` each side) with the
+    share of steps that span covers, i.e. what uniform attention would put there.
+    """
+    if data.spans is None:
+        return {"n": 0}
+    idx = np.flatnonzero(np.isfinite(data.spans[:, 0]))
+    if len(idx) == 0:
+        return {"n": 0}
+    model.eval()
+    mass, share = [], []
+    for start in range(0, len(idx), 64):
+        chunk = idx[start : start + 64]
+        x, lengths = pad_sequences([data.sequences[i] for i in chunk])
+        model(torch.from_numpy(x), torch.from_numpy(lengths))
+        weights = model.get_attention_weights().double().cpu().numpy()  # (B, T)
+        for row, i in enumerate(chunk):
+            n = int(lengths[row])
+            lo = max(int(np.floor(data.spans[i, 0])) - margin_steps, 0)
+            hi = min(int(np.ceil(data.spans[i, 1])) + margin_steps, n - 1)
+            mass.append(float(weights[row, lo : hi + 1].sum()))
+            share.append((hi - lo + 1) / n)
+    return {
+        "n": int(len(idx)),
+        "mean_attention_in_span": float(np.mean(mass)),
+        "median_attention_in_span": float(np.median(mass)),
+        "mean_span_share_of_steps": float(np.mean(share)),
+    }
 
 
 def _targets(result: dict[str, Any]) -> dict[str, bool]:

@@ -75,6 +75,7 @@ class SyntheticCastings:
     mechanisms: np.ndarray  # (N, 3) float64 mechanism strengths s1..s3
     seed: int | None = None
     meta: dict = field(default_factory=dict)
+    spans: np.ndarray | None = None  # (N, 2) steps spanned by the planted mechanism, nan when none
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -92,6 +93,7 @@ class SyntheticCastings:
             self.mechanisms[idx],
             self.seed,
             dict(self.meta),
+            None if self.spans is None else self.spans[idx],
         )
 
 
@@ -131,11 +133,15 @@ def _cooling_strength(excursions: list[float], coolings: list[float]) -> float:
     return best
 
 
-def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray]:
-    """One casting: (values [T, 5] float32, latent risk, mechanism strengths (3,))."""
+def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray, tuple[float, float]]:
+    """One casting: (values [T, 5] float32, latent risk, mechanism strengths (3,), planted-mechanism span).
+
+    The span is (first step, last step) of the planted mechanism's events, (nan, nan) when none.
+    """
     n = int(rng.integers(100, 501))
     t = np.arange(n, dtype=np.float64)
 
+    mech_span = (float("nan"), float("nan"))
     excursions: list[float] = []
     drops: list[float] = []
     surges: list[tuple[float, float]] = []  # (start, duration)
@@ -171,14 +177,17 @@ def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.nd
             te = at()
             excursions.append(te)
             drops.append(te + rng.uniform(4.0, 25.0))
+            mech_span = (te, drops[-1] + 10.0)
         elif scenario == "surge_low_superheat":  # surge inside a superheat dip
             td = at(15.0)
             dips.append(td)
             surges.append((td + rng.uniform(-8.0, 4.0), rng.uniform(10.0, 20.0)))
+            mech_span = (surges[-1][0], surges[-1][0] + surges[-1][1])
         elif scenario == "cooling_after_excursion":  # cooling upset 1..20 s after an excursion
             te = at()
             excursions.append(te)
             coolings.append(te + rng.uniform(1.0, 20.0))
+            mech_span = (te, coolings[-1] + 10.0)
         elif scenario == "drop_then_excursion":  # benign: reversed order
             td = at()
             drops.append(td)
@@ -251,7 +260,7 @@ def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.nd
     noise = rng.normal(0.0, 1.0, (n, 5)) * np.array([0.004, 1.5, 1.0, 1.5, 0.3])
     values = np.stack([speed, temp, level, flow, superheat], axis=1) + noise
     values = np.clip(values, _SAFE_LIMITS[:, 0], _SAFE_LIMITS[:, 1])
-    return values.astype(np.float32), float(risk), mech
+    return values.astype(np.float32), float(risk), mech, mech_span
 
 
 def generate_castings(n: int, seed: int = 0) -> SyntheticCastings:
@@ -260,13 +269,14 @@ def generate_castings(n: int, seed: int = 0) -> SyntheticCastings:
         raise ValueError("n must be >= 0")
     children = np.random.SeedSequence(seed).spawn(n)
     sequences, risks, mechs, labels = [], np.zeros(n), np.zeros((n, 3)), np.zeros(n, dtype=np.int64)
+    spans = np.full((n, 2), np.nan)
     for i, child in enumerate(children):
         rng = np.random.default_rng(child)
-        values, risk, mech = generate_casting(rng)
+        values, risk, mech, span = generate_casting(rng)
         sequences.append(values)
-        risks[i], mechs[i] = risk, mech
+        risks[i], mechs[i], spans[i] = risk, mech, span
         labels[i] = int(rng.random() < risk)
-    return SyntheticCastings(sequences, labels, risks, mechs, seed, {"generator": "models.synthetic/v1"})
+    return SyntheticCastings(sequences, labels, risks, mechs, seed, {"generator": "models.synthetic/v1"}, spans)
 
 
 def oracle_auc(data: SyntheticCastings) -> float:
@@ -290,6 +300,7 @@ def save_dataset(data: SyntheticCastings, path: str | Path) -> Path:
         risk=data.risk,
         mechanisms=data.mechanisms,
         seed=np.array(-1 if data.seed is None else data.seed),
+        spans=np.full((len(data), 2), np.nan) if data.spans is None else data.spans,
         channels=np.array(CHANNELS),
     )
     return path
@@ -310,6 +321,7 @@ def load_dataset(path: str | Path) -> SyntheticCastings:
             z["mechanisms"],
             None if seed < 0 else seed,
             {"source": str(path)},
+            z["spans"] if "spans" in z.files else None,
         )
 
 

@@ -160,5 +160,9 @@ def _summary(result: dict) -> str:
             f"baseline  AUC-ROC {b['auc_roc']:.4f}  AUC-PR {b['auc_pr']:.4f}  "
             f"(LSTM - baseline {result['lstm_minus_baseline_auc_roc']:+.4f})"
         )
+    att = result.get("attention", {})
+    if att.get("n"):
+        lines.append(f"attention {att['mean_attention_in_span']:.1%} of the weight on the planted mechanism's span, "
+                     f"which is {att['mean_span_share_of_steps']:.1%} of the steps (n={att['n']})")  # fmt: skip
     lines.append("targets   " + ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["targets"].items()))
     return "\n".join(lines)

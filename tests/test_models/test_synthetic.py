@@ -60,3 +60,12 @@ def test_save_and_load_round_trip(castings, tmp_path):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(back.labels, castings.labels[:20])
     np.testing.assert_allclose(back.risk, castings.risk[:20])
+    np.testing.assert_array_equal(back.spans, castings.spans[:20])
+
+
+def test_planted_mechanisms_have_a_span_inside_the_casting(castings):
+    planted = np.isfinite(castings.spans[:, 0])
+    assert 0.05 < planted.mean() < 0.3
+    assert np.all(castings.mechanisms[planted].max(axis=1) > 0)
+    lengths = castings.lengths[planted]
+    assert np.all(castings.spans[planted, 0] >= 0) and np.all(castings.spans[planted, 1] <= lengths)

@@ -110,5 +110,7 @@ def test_pipeline_writes_artifacts_and_evaluate_reproduces_them(tmp_path):
     again = run_evaluation(out / "model.pt", output=tmp_path / "eval.json")
     assert again["lstm"]["auc_roc"] == pytest.approx(saved["test"]["lstm"]["auc_roc"])
     assert again["baseline"]["auc_roc"] == pytest.approx(saved["test"]["baseline"]["auc_roc"])
+    att = again["attention"]
+    assert att["n"] > 0 and 0.0 <= att["mean_attention_in_span"] <= 1.0 and 0 < att["mean_span_share_of_steps"] < 1
     other = run_evaluation(out / "model.pt", DataSource(synthetic_n=40, seed=9))
     assert other["lstm"]["n"] == 40 and other["data"]["split"] == "all"
