@@ -24,7 +24,7 @@ from models.evaluate import evaluate_on_splits
 from models.lstm_model import SteelDefectLSTM
 from models.metrics import binary_metrics, choose_threshold
 from models.plots import plot_learning_curves, plot_roc_pr
-from models.train import fit, predict_dataset, set_seed
+from models.train import fit, predict_dataset, set_seed, torch_threads
 
 __all__ = ["SplitSpec", "run_training"]
 
@@ -48,13 +48,19 @@ def run_training(
     progress: bool = True,
     num_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train the binary defect model on ``source``; returns the dict written to ``metrics.json``."""
+    """Train the binary defect model on ``source``; returns the dict written to ``metrics.json``.
+
+    ``num_threads`` sets torch's CPU threads for the run (restored afterwards).
+    """
     if config.classifier.num_classes != 1:
         raise ValueError("run_training trains the binary defect model (classifier.num_classes = 1)")
-    split = split or SplitSpec()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    out = Path(output_dir)
+    with torch_threads(num_threads):
+        return _run_training(config, source, Path(output_dir), seed, split or SplitSpec(), progress)
+
+
+def _run_training(
+    config: LSTMConfig, source: DataSource, out: Path, seed: int, split: SplitSpec, progress: bool
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()

@@ -12,7 +12,8 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,21 @@ from models.dataset import CastingSequenceDataset, LengthBucketSampler, collate_
 from models.metrics import binary_metrics, multiclass_metrics
 from models.tracking import LSTMPerformanceTracker
 
-__all__ = ["FitResult", "fit", "predict_dataset", "set_seed"]
+__all__ = ["FitResult", "fit", "predict_dataset", "set_seed", "torch_threads"]
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use ``n`` torch CPU threads inside the block (``None``: leave as is), then restore."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def set_seed(seed: int) -> None:

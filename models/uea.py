@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.model_selection import train_test_split
 
 from models.config import validate_lstm_config
 from models.dataset import CastingSequenceDataset
 from models.lstm_model import SteelDefectLSTM
 from models.metrics import multiclass_metrics
-from models.train import fit, predict_dataset, set_seed
+from models.train import fit, predict_dataset, set_seed, torch_threads
 
 __all__ = ["japanese_vowels_config", "load_japanese_vowels", "run_uea"]
 
@@ -84,8 +83,11 @@ def run_uea(
     """Train on the training split (minus a validation hold-out), report test accuracy."""
     if name != "JapaneseVowels":
         raise ValueError(f"unsupported UEA dataset {name!r}")
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
+    with torch_threads(num_threads):
+        return _run_japanese_vowels(seed, output, progress)
+
+
+def _run_japanese_vowels(seed: int, output: str | Path | None, progress: bool) -> dict[str, Any]:
     x_train, y_train, x_test, y_test, classes = load_japanese_vowels()
     tr_idx, val_idx = train_test_split(np.arange(len(x_train)), test_size=0.2, random_state=seed, stratify=y_train)
     train_ds = CastingSequenceDataset([x_train[i] for i in tr_idx], y_train[tr_idx])
@@ -101,7 +103,7 @@ def run_uea(
     seconds = time.perf_counter() - started
     test = multiclass_metrics(y_test, predict_dataset(model, test_ds))
     out = {
-        "dataset": name,
+        "dataset": "JapaneseVowels",
         "classes": classes,
         "sizes": {"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)},
         "test": test,

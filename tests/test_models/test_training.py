@@ -114,3 +114,12 @@ def test_pipeline_writes_artifacts_and_evaluate_reproduces_them(tmp_path):
     assert att["n"] > 0 and 0.0 <= att["mean_attention_in_span"] <= 1.0 and 0 < att["mean_span_share_of_steps"] < 1
     other = run_evaluation(out / "model.pt", DataSource(synthetic_n=40, seed=9))
     assert other["lstm"]["n"] == 40 and other["data"]["split"] == "all"
+
+
+def test_torch_threads_are_restored():
+    from models.train import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
