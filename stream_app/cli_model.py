@@ -66,7 +66,7 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, threads, progress, verbose) -> None:
-    """Train the defect model; writes the checkpoint, metrics and plots to OUTPUT_DIR."""  # noqa: D401
+    """Train the defect model; writes the checkpoint, metrics and plots to --output-dir."""
     _configure_logging(verbose)
     from models.config import ConfigError, load_lstm_config
     from models.pipeline import SplitSpec, run_training
