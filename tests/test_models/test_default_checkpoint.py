@@ -58,6 +58,7 @@ def test_evaluate_reproduces_the_recorded_metrics(tmp_path: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~30 s alone; minutes when the 2 cores are shared with other work
 def test_japanese_vowels_accuracy():
     from models.uea import run_uea
 
