@@ -74,7 +74,7 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")  # as the worker
-    stage = ScoringStage(store, scorer, cfg.window, cfg.model.threshold, batch, Metrics(), executor)
+    stage = ScoringStage(store, scorer, cfg.window, scorer.threshold(cfg.model.threshold), batch, Metrics(), executor)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def raw_forward(x, lengths):
