@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -130,6 +131,16 @@ class TopicReader:
             check()
             self.poll()
         return self.records
+
+    def read_distinct_keys(self, count: int, timeout_s: float, *alive: WorkerProcess) -> list:
+        """Read until `count` distinct keys arrived; fail at once, with its log, if a worker in `alive` dies."""
+
+        def check() -> None:
+            for worker in alive:
+                if not worker.alive():
+                    pytest.fail(f"worker exited:\n{worker.log_tail()}")
+
+        return self.read_until(lambda records: len({r.key for r in records}) >= count, timeout_s, check)
 
     def json(self) -> list[dict]:
         return [json.loads(r.value) for r in self.records]

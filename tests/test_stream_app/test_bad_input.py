@@ -84,7 +84,7 @@ def test_bad_input_is_dead_lettered_and_good_castings_score(service_config, work
     predictions = reader_factory(cfg, cfg.topics.predictions)
     deadletters = reader_factory(cfg, cfg.topics.deadletter)
     check = lambda: None if worker.alive() else pytest.fail(worker.log_tail())  # noqa: E731
-    predictions.read_until(lambda r: len({x.key for x in r}) >= len(good), timeout_s=180, check=check)
+    predictions.read_distinct_keys(len(good), 180, worker)
     deadletters.read_until(lambda r: len(r) >= len(expected_reasons), timeout_s=60, check=check)
     deadletters.poll(2000)  # nothing more than expected
 

@@ -42,8 +42,7 @@ def test_sigkill_three_times_and_restart_loses_nothing(service_config, worker_fa
         worker.start()
     producer.join(timeout=120)
     reader = reader_factory(cfg, cfg.topics.predictions)
-    reader.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=240,
-                      check=lambda: None if worker.alive() else pytest.fail(worker.log_tail()))
+    reader.read_distinct_keys(len(castings), 240, worker)
     assert_predictions_match(reader.json(), castings, tiny_checkpoint)
     assert worker.starts == 4
 
@@ -59,8 +58,7 @@ def test_two_workers_one_killed_mid_stream(service_config, worker_factory, reade
     first.kill()
     producer.join(timeout=120)
     reader = reader_factory(cfg, cfg.topics.predictions)
-    reader.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=240,
-                      check=lambda: None if second.alive() else pytest.fail(second.log_tail()))
+    reader.read_distinct_keys(len(castings), 240, second)
     assert_predictions_match(reader.json(), castings, tiny_checkpoint)
 
 
@@ -76,6 +74,5 @@ def test_sigterm_mid_stream_exits_0_and_hands_back_in_flight_work(service_config
     worker.start()
     producer.join(timeout=120)
     reader = reader_factory(cfg, cfg.topics.predictions)
-    reader.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=180,
-                      check=lambda: None if worker.alive() else pytest.fail(worker.log_tail()))
+    reader.read_distinct_keys(len(castings), 180, worker)
     assert_predictions_match(reader.json(), castings, tiny_checkpoint)

@@ -71,8 +71,7 @@ def test_burst_of_end_markers_scores_in_micro_batches_and_metrics_report_it(
     produce(cfg, ends)  # the burst: 256 end markers back to back
 
     predictions = reader_factory(cfg, cfg.topics.predictions)
-    predictions.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=240,
-                           check=lambda: None if worker.alive() else pytest.fail(worker.log_tail()))
+    predictions.read_distinct_keys(len(castings), 240, worker)
     assert_predictions_match(predictions.json(), castings, tiny_checkpoint)
 
     text = worker.metrics_text()

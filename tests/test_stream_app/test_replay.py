@@ -34,8 +34,7 @@ def test_replay_matches_live_run_and_leaves_live_worker_alone(service_config, wo
     worker = worker_factory(cfg).start()
     produce_castings(cfg, castings)
     live = reader_factory(cfg, cfg.topics.predictions)
-    live.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=180,
-                    check=lambda: None if worker.alive() else pytest.fail(worker.log_tail()))
+    live.read_distinct_keys(len(castings), 180, worker)
     redis = create_redis_sync(cfg.redis)
     live_keys_before = sorted(redis.scan_iter(f"{cfg.redis_prefix}:*"))
     live_count_before = len(live.records)

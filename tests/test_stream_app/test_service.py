@@ -20,10 +20,7 @@ def test_300_castings_over_4_partitions_match_offline_forward(service_config, wo
 
     reader = reader_factory(cfg, cfg.topics.predictions)
 
-    def check() -> None:
-        assert worker.alive(), worker.log_tail()
-
-    records = reader.read_until(lambda r: len({x.key for x in r}) >= len(castings), timeout_s=240, check=check)
+    records = reader.read_distinct_keys(len(castings), 240, worker)
     assert len({r.key for r in records}) == len(castings), worker.log_tail()
     assert_predictions_match(reader.json(), castings, tiny_checkpoint)
     partitions = {r.partition for r in records}
