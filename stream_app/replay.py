@@ -30,6 +30,7 @@ from stream_app.progress import progress_bar
 from stream_app.records import SourceRecord
 from stream_app.scoring import Scorer
 from stream_app.window_store import RedisWindowStore
+from stream_app.worker import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ async def run_replay(
     """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does."""
     predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
     deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
+    await asyncio.to_thread(ensure_topics, cfg, [predictions_topic, deadletter_topic])
     metrics = Metrics()
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)

@@ -10,8 +10,8 @@ from stream_app.config import StreamConfig
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(cfg: StreamConfig) -> None:
-    """Create the input, output and dead-letter topics with the configured partitions if absent."""
+def ensure_topics(cfg: StreamConfig, names: list[str] | None = None) -> None:
+    """Create topics (default: input, output, dead letters) with the configured partitions if absent."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -20,7 +20,7 @@ def ensure_topics(cfg: StreamConfig) -> None:
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
     try:
         existing = set(admin.list_topics())
-        wanted = [cfg.topics.sensors, cfg.topics.predictions, cfg.topics.deadletter]
+        wanted = names or [cfg.topics.sensors, cfg.topics.predictions, cfg.topics.deadletter]
         new = [
             NewTopic(name, cfg.topics.partitions, cfg.topics.replication_factor)
             for name in wanted
