@@ -146,8 +146,7 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
             ]
             await asyncio.gather(*await send_deadletters(letters, now))
             await parts.store.free(claimed)
-            for _ in claimed:
-                parts.metrics.deadletters.labels("incomplete").inc()
+            parts.metrics.deadletters.labels("incomplete").inc(len(claimed))
             log.warning("dead-lettered %d abandoned casting(s): %s", len(claimed), ", ".join(claimed[:10]))
         parts.metrics.open_castings.set(await parts.store.open_count())
 
