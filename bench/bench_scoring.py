@@ -1,14 +1,18 @@
 """Scoring benchmark: the service's scoring path against the raw model forward, side by side in one run.
 
 For each variant (default, lightweight), precision (float32, float64) and batch size (1, 8, 32, 64, 128),
-with synthetic castings of 100..500 steps (the realistic mix from ``models.synthetic``):
-    raw   `model(x, lengths)` on pre-built padded tensors already on the device (the ceiling);
-    path  `ScoringStage.process`: one Redis pipeline fetches the windows, they are assembled, sorted,
-          padded and packed, the model runs in the scoring thread, predictions are serialised to JSON
-          and stored (the scoring part of the end-to-end path, without Kafka).
-Raw and path alternate on the same batches, repeats are medians. castings/s = batch / seconds.
-The ratio that matters is path / raw at the same precision; the service scores in float64 on CPU
-(model.precision=auto), so the float32 raw ceiling is shown as well.
+with synthetic castings of 100..500 steps (the realistic mix from ``models.synthetic``), the same
+`--repeats` batches are run three ways, back to back, and timed as a whole:
+    raw        `model(x, lengths)` on pre-built padded tensors already on the device (the ceiling);
+    1-at-a-time  `ScoringStage.process` + `finish` per batch (as the replay runs it): one Redis pipeline
+               fetches the windows, they are assembled, sorted, padded and packed, the model runs in the
+               scoring thread, predictions are serialised to JSON and stored, the windows are freed;
+    pipelined  the same stages through `ScoringPipeline`, as the worker's scoring agent runs them: batch
+               N+1 is fetched and assembled while batch N's forward runs (the scoring part of the
+               end-to-end path, without Kafka).
+castings/s = castings / seconds; one warm-up round, then the median of two. The ratio that matters is
+pipelined / raw at the same precision; the service scores in float64 on CPU (model.precision=auto), so
+the float32 raw ceiling is shown as well.
 
     .venv/bin/python bench/bench_scoring.py [--threads 1] [--repeats 7] [--json out.json]
     .venv/bin/python bench/bench_scoring.py --device cuda --precisions float32 [--autocast bf16]   (bench/gpu.sh)
@@ -63,7 +67,7 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
     from stream_app.connections import create_redis
     from stream_app.messages import Readings
     from stream_app.metrics import Metrics
-    from stream_app.predict import ScoringStage
+    from stream_app.predict import ScoringPipeline, ScoringStage
     from stream_app.records import ScoringRequest
     from stream_app.scoring import Scorer
     from stream_app.window_store import RedisWindowStore
@@ -83,43 +87,66 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
             sync()
         return out
 
-    raw_s, path_s = [], []
+    def load(tag: str, windows: list[np.ndarray]) -> tuple[list[str], list]:
+        ids = [f"{tag}-{i}" for i in range(len(windows))]
+        requests = [ScoringRequest(c, len(w), time.time(), {"topic": "bench", "partition": 0, "offset": i})
+                    for i, (c, w) in enumerate(zip(ids, windows, strict=True))]
+        return ids, requests
+
+    async def deliver(outcome, _token) -> None:  # the agent also sends to Kafka; that is §3's business
+        if len(outcome.predictions) != len(outcome.casting_ids):
+            raise RuntimeError(f"scoring path gave {len(outcome.predictions)} predictions "
+                               f"for {len(outcome.casting_ids)}")
+        await stage.finish(outcome)
+
+    # `repeats` different batches of the pool make one round; round 0 warms up (CPU float32 LSTM kernels are
+    # prepared once per input shape, and the service meets the same 100..500 shapes again and again).
+    batches = [windows_pool[s: s + batch]
+               for s in (((r * batch) % max(1, len(windows_pool) - batch + 1)) for r in range(repeats))]
+    rounds = {"raw": [], "seq": [], "pipe": []}
     try:
-        # Two passes over the same batches: the first warms up (CPU float32 LSTM kernels are prepared once
-        # per input shape, and the service meets the same 100..500 shapes again and again), the second is timed.
-        for r in range(2 * repeats):
-            start = ((r % repeats) * batch) % max(1, len(windows_pool) - batch + 1)
-            windows = windows_pool[start: start + batch]
-            ids = [f"S{r}-{i}" for i in range(len(windows))]
+        for rnd in range(3):
             # the path: windows sit in Redis as the ingest left them
-            await store.append([Readings(c, 0, w) for c, w in zip(ids, windows, strict=True)], time.time())
-            requests = [ScoringRequest(c, len(w), time.time(), {"topic": "bench", "partition": 0, "offset": i})
-                        for i, (c, w) in enumerate(zip(ids, windows, strict=True))]
+            seq_requests, pipe_requests, done_ids = [], [], []
+            for b, windows in enumerate(batches):
+                for tag, target in ((f"S{rnd}.{b}", seq_requests), (f"P{rnd}.{b}", pipe_requests)):
+                    ids, requests = load(tag, windows)
+                    await store.append([Readings(c, 0, w) for c, w in zip(ids, windows, strict=True)], time.time())
+                    target.append(requests)
+                    done_ids += ids
             # the ceiling: padded tensors built beforehand, already on the device in the scoring dtype
-            lengths = np.array([len(w) for w in windows])
-            padded = np.zeros((len(windows), lengths.max(), windows[0].shape[1]), dtype=np.float32)
-            for i, w in enumerate(windows):
-                padded[i, : len(w)] = w
-            x = torch.from_numpy(padded).to(device=device, dtype=dtype)
-            lengths_t = torch.from_numpy(lengths)
+            tensors = []
+            for windows in batches:
+                lengths = np.array([len(w) for w in windows])
+                padded = np.zeros((len(windows), lengths.max(), windows[0].shape[1]), dtype=np.float32)
+                for i, w in enumerate(windows):
+                    padded[i, : len(w)] = w
+                tensors.append((torch.from_numpy(padded).to(device=device, dtype=dtype), torch.from_numpy(lengths)))
             sync()
+            loop = asyncio.get_running_loop()
 
             t0 = time.perf_counter()
-            await asyncio.get_running_loop().run_in_executor(executor, raw_forward, x, lengths_t)
+            for x, lengths_t in tensors:
+                await loop.run_in_executor(executor, raw_forward, x, lengths_t)
             t1 = time.perf_counter()
-            outcome = await stage.process(requests)
+            for requests in seq_requests:  # one batch at a time, as the replay runs it
+                await deliver(await stage.process(requests), None)
             t2 = time.perf_counter()
-            if len(outcome.predictions) != len(windows):
-                raise RuntimeError(f"scoring path gave {len(outcome.predictions)} predictions for {len(windows)}")
-            await stage.finish(outcome)
-            await redis.delete(*(store.done_key(c) for c in ids))
-            if r >= repeats:
-                raw_s.append(t1 - t0)
-                path_s.append(t2 - t1)
+            pipeline = ScoringPipeline(stage, deliver)  # as the worker's scoring agent runs it
+            for b, requests in enumerate(pipe_requests):
+                await pipeline.submit(requests, b)
+            await pipeline.drain()
+            t3 = time.perf_counter()
+            await redis.delete(*(store.done_key(c) for c in done_ids))
+            if rnd:
+                rounds["raw"].append(t1 - t0)
+                rounds["seq"].append(t2 - t1)
+                rounds["pipe"].append(t3 - t2)
     finally:
         executor.shutdown()
         await redis.aclose()
-    return len(windows) / median(raw_s), len(windows) / median(path_s)
+    n = sum(map(len, batches))
+    return {name: n / median(times) for name, times in rounds.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,30 +185,32 @@ def main(argv: list[str] | None = None) -> int:
             for precision in args.precisions:
                 dtype = getattr(torch, DTYPES[precision])
                 for batch in args.batches:
-                    raw, path = asyncio.run(_bench_cell(model, device, dtype, pool, batch, args.repeats,
-                                                        args.autocast == "bf16", cfg, f"bench-{variant}"))
-                    rows.append({"variant": variant, "precision": precision, "batch": batch, "raw": raw,
-                                 "path": path, "ratio": path / raw, "device": args.device,
-                                 "autocast": args.autocast})
-                    print(f"  {variant:<12}{precision:<9}b{batch:<4} raw {raw:9.1f}/s  path {path:9.1f}/s  "
-                          f"{path / raw:5.2f}", flush=True)
+                    rates = asyncio.run(_bench_cell(model, device, dtype, pool, batch, args.repeats,
+                                                    args.autocast == "bf16", cfg, f"bench-{variant}"))
+                    rows.append({"variant": variant, "precision": precision, "batch": batch, **rates,
+                                 "ratio": rates["pipe"] / rates["raw"], "ratio_seq": rates["seq"] / rates["raw"],
+                                 "device": args.device, "autocast": args.autocast})
+                    print(f"  {variant:<12}{precision:<9}b{batch:<4} raw {rates['raw']:9.1f}/s  "
+                          f"one-at-a-time {rates['seq']:9.1f}/s  pipelined {rates['pipe']:9.1f}/s  "
+                          f"{rows[-1]['ratio']:5.2f}", flush=True)
     finally:
         delete_redis_prefix(cfg)
 
-    print(f"\ncastings/s, median of {args.repeats}; path/raw at the same precision"
-          + (f"; device {args.device}{' ' + card if card else ''}, autocast {args.autocast}"))
-    header = f"{'variant':<13}{'precision':<10}{'batch':>6}{'raw fwd':>10}{'path':>10}{'path/raw':>10}"
+    print(f"\ncastings/s over {args.repeats} batches, median of 2 rounds after a warm-up round; ratios against raw "
+          f"at the same precision; device {args.device}{' ' + card if card else ''}, autocast {args.autocast}")
+    header = (f"{'variant':<13}{'precision':<10}{'batch':>6}{'raw fwd':>10}{'1-at-a-time':>12}{'pipelined':>11}"
+              f"{'1/raw':>7}{'pipe/raw':>10}")
     extra = "float32" in args.precisions and "float64" in args.precisions
     if extra:
-        header += f"{'path/raw32':>12}"
+        header += f"{'pipe/raw32':>12}"
     print(header)
     print("-" * len(header))
     raw32 = {(r["variant"], r["batch"]): r["raw"] for r in rows if r["precision"] == "float32"}
     for r in rows:
-        line = (f"{r['variant']:<13}{r['precision']:<10}{r['batch']:>6}{r['raw']:>10.1f}{r['path']:>10.1f}"
-                f"{r['ratio']:>10.2f}")
+        line = (f"{r['variant']:<13}{r['precision']:<10}{r['batch']:>6}{r['raw']:>10.1f}{r['seq']:>12.1f}"
+                f"{r['pipe']:>11.1f}{r['ratio_seq']:>7.2f}{r['ratio']:>10.2f}")
         if extra:
-            line += f"{r['path'] / raw32[(r['variant'], r['batch'])]:>12.2f}"
+            line += f"{r['pipe'] / raw32[(r['variant'], r['batch'])]:>12.2f}"
         print(line)
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine_line(), "card": card, "rows": rows}, indent=2) + "\n")

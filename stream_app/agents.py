@@ -23,7 +23,7 @@ from stream_app.connections import create_redis, faust_broker_credentials
 from stream_app.ingest import IngestStage
 from stream_app.messages import MessageParser
 from stream_app.metrics import Metrics
-from stream_app.predict import ScoringStage
+from stream_app.predict import ScoringOutcome, ScoringPipeline, ScoringStage
 from stream_app.records import DeadLetter, ScoringRequest, SourceRecord
 from stream_app.scoring import Scorer
 from stream_app.window_store import RedisWindowStore
@@ -116,21 +116,27 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
 
     @app.agent(requests_topic, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
-        take = stream.noack_take(cfg.batching.max_batch_size, within=cfg.batching.max_wait_ms / 1000.0)
-        async for events in take:
-            requests = []
-            for event in events:
-                try:
-                    requests.append(ScoringRequest.from_bytes(event.message.value))
-                except (ValueError, KeyError, TypeError):  # written by us; only a foreign producer gets here
-                    log.error("unreadable scoring request at offset %d; skipped", event.message.offset)
-            outcome = await parts.scoring.process(requests)
+        async def deliver(outcome: ScoringOutcome, events: list[faust.EventT]) -> None:
             pending = [await predictions.send(key=c.encode(), value=p) for c, p in outcome.predictions]
             pending += [await deadletter.send(key=c.encode(), value=p) for c, p in outcome.deadletters]
             await asyncio.gather(*pending)
             await parts.scoring.finish(outcome)
             for event in events:
                 await stream.ack(event)
+
+        take = stream.noack_take(cfg.batching.max_batch_size, within=cfg.batching.max_wait_ms / 1000.0)
+        pipeline = ScoringPipeline(parts.scoring, deliver)  # batch N+1's fetch overlaps batch N's forward
+        try:
+            async for events in take:
+                requests = []
+                for event in events:
+                    try:
+                        requests.append(ScoringRequest.from_bytes(event.message.value))
+                    except (ValueError, KeyError, TypeError):  # written by us; only a foreign producer gets here
+                        log.error("unreadable scoring request at offset %d; skipped", event.message.offset)
+                await pipeline.submit(requests, events)
+        finally:
+            pipeline.cancel()  # what is in flight stays unacked and is consumed again
 
     @app.timer(interval=cfg.window.sweep_interval_s)
     async def sweep_abandoned() -> None:

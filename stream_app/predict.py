@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 import orjson
@@ -28,6 +29,7 @@ from stream_app.windows import assemble_window
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 PREDICTION, DEADLETTER = b"P", b"D"  # first byte of a stored outcome says where it goes
 ATTENTION_DECIMALS = 7
 
@@ -37,6 +39,28 @@ class ScoringOutcome:
     predictions: list[tuple[str, bytes]] = field(default_factory=list)  # (casting id, payload)
     deadletters: list[tuple[str, bytes]] = field(default_factory=list)
     casting_ids: list[str] = field(default_factory=list)  # every casting of the batch, to free
+
+
+@dataclass
+class PreparedBatch:
+    """A batch between its fetch and its forward."""
+
+    outcome: ScoringOutcome = field(default_factory=ScoringOutcome)
+    to_score: list[tuple[ScoringRequest, np.ndarray, int]] = field(default_factory=list)  # request, window, gaps
+    new_outcomes: list[NewOutcome] = field(default_factory=list)
+
+
+class NewOutcome(NamedTuple):
+    casting_id: str
+    stored: bytes  # PREDICTION or DEADLETTER + payload
+    reason: str | None  # the dead letter's reason; None for a prediction
+    end_consumed_at: float
+
+
+def _route(outcome: ScoringOutcome, casting_id: str, stored: bytes) -> None:
+    kind, payload = stored[:1], stored[1:]
+    target = outcome.predictions if kind == PREDICTION else outcome.deadletters
+    target.append((casting_id, payload))
 
 
 def prediction_payload(
@@ -90,22 +114,24 @@ class ScoringStage:
         self.clock = clock
 
     async def process(self, requests: Sequence[ScoringRequest]) -> ScoringOutcome:
-        outcome = ScoringOutcome()
+        """One batch from start to stored outcomes (the replay's way; the worker pipelines the two halves)."""
+        return await self.complete(await self.prepare(requests))
+
+    async def prepare(self, requests: Sequence[ScoringRequest]) -> PreparedBatch:
+        """The event-loop half: fetch the windows in one round trip and assemble them."""
+        batch = PreparedBatch()
         unique: dict[str, ScoringRequest] = {}
         for request in requests:  # the same casting twice in one batch is scored once
             unique.setdefault(request.casting_id, request)
         ids = list(unique)
-        outcome.casting_ids = ids
+        batch.outcome.casting_ids = ids
         started = self.clock()
         fetched = await self.store.fetch(ids)
-
-        to_score: list[tuple[ScoringRequest, np.ndarray, int]] = []
-        new_outcomes: list[tuple[str, bytes]] = []
         for casting_id, (rows, stored) in zip(ids, fetched, strict=True):
             request = unique[casting_id]
             if stored is not None:
                 self.metrics.duplicates_resent.inc()
-                self._route(outcome, casting_id, stored)
+                _route(batch.outcome, casting_id, stored)
                 continue
             try:
                 window, gaps = assemble_window(rows, request.n_steps, self.scorer.n_channels, self.window_cfg)
@@ -113,42 +139,98 @@ class ScoringStage:
                 log.warning("casting %s rejected at scoring: %s: %s", casting_id, error.reason, error.detail)
                 letter = DeadLetter(error.reason, error.detail, request.source, casting_id.encode(),
                                     request.to_bytes(), casting_id)
-                stored = DEADLETTER + letter.to_bytes(started)
-                self.metrics.deadletters.labels(error.reason).inc()
-                new_outcomes.append((casting_id, stored))
-                self._route(outcome, casting_id, stored)
+                batch.new_outcomes.append(
+                    NewOutcome(casting_id, DEADLETTER + letter.to_bytes(started), error.reason, request.end_consumed_at)
+                )
                 continue
-            to_score.append((request, window, gaps))
+            batch.to_score.append((request, window, gaps))
             self.metrics.queue_delay.observe(max(0.0, started - request.end_consumed_at))
+        return batch
 
-        if to_score:
-            batch_size = len(to_score)
+    async def complete(self, batch: PreparedBatch) -> ScoringOutcome:
+        """The model half: forward in the scoring thread, payloads, outcomes stored before anything is sent."""
+        if batch.to_score:
+            batch_size = len(batch.to_score)
             self.metrics.batch_size.observe(batch_size)
             self.metrics.batch_fill.observe(min(1.0, batch_size / self.max_batch_size))
             loop = asyncio.get_running_loop()
             t0 = time.perf_counter()
-            scores = await loop.run_in_executor(self.executor, self.scorer.score, [w for _, w, _ in to_score])
+            scores = await loop.run_in_executor(self.executor, self.scorer.score, [w for _, w, _ in batch.to_score])
             self.metrics.inference_time.observe(time.perf_counter() - t0)
             now = self.clock()
-            for (request, _window, gaps), score in zip(to_score, scores, strict=True):
+            for (request, _window, gaps), score in zip(batch.to_score, scores, strict=True):
                 payload = prediction_payload(
                     request, score.probability, score.attention, threshold=self.threshold,
                     model_version=self.scorer.version, gaps_filled=gaps, batch_size=batch_size, now=now,
                 )
                 stored = PREDICTION + payload
-                new_outcomes.append((request.casting_id, stored))
-                self._route(outcome, request.casting_id, stored)
-                self.metrics.end_to_end_latency.observe(max(0.0, now - request.end_consumed_at))
-            self.metrics.castings_scored.inc(batch_size)
-        await self.store.record_outcomes(new_outcomes)
-        return outcome
-
-    @staticmethod
-    def _route(outcome: ScoringOutcome, casting_id: str, stored: bytes) -> None:
-        kind, payload = stored[:1], stored[1:]
-        target = outcome.predictions if kind == PREDICTION else outcome.deadletters
-        target.append((casting_id, payload))
+                batch.new_outcomes.append(NewOutcome(request.casting_id, stored, None, request.end_consumed_at))
+        # Another batch (a re-delivery in flight, another worker) may have stored an outcome for the same
+        # casting since the fetch: the first stored one wins, so every copy sent carries the same bytes.
+        earlier = await self.store.record_outcomes([(new.casting_id, new.stored) for new in batch.new_outcomes])
+        now = self.clock()
+        for new, first in zip(batch.new_outcomes, earlier, strict=True):
+            if first is not None:
+                self.metrics.duplicates_resent.inc()
+                _route(batch.outcome, new.casting_id, first)
+            elif new.reason is not None:
+                _route(batch.outcome, new.casting_id, new.stored)
+                self.metrics.deadletters.labels(new.reason).inc()
+            else:
+                _route(batch.outcome, new.casting_id, new.stored)
+                self.metrics.castings_scored.inc()
+                self.metrics.end_to_end_latency.observe(max(0.0, now - new.end_consumed_at))
+        return batch.outcome
 
     async def finish(self, outcome: ScoringOutcome) -> None:
         """After the outcomes are acknowledged by the broker: free the windows."""
         await self.store.free(outcome.casting_ids)
+
+
+Deliver = Callable[[ScoringOutcome, T], Awaitable[None]]
+
+
+class ScoringPipeline(Generic[T]):
+    """Keeps two batches in flight: batch N+1 is fetched and assembled on the event loop while batch N's
+    forward runs in the scoring thread (which releases the GIL), and batch N is delivered while batch
+    N+1's forward runs. `submit` returns once the batch before is delivered, so at most two are open.
+
+    `deliver(outcome, token)` sends the outcome, waits for the broker's acks, frees the windows and
+    acks the source records (the token says which); batches are delivered in the order submitted.
+    """
+
+    def __init__(self, stage: ScoringStage, deliver: Deliver[T]) -> None:
+        self.stage = stage
+        self.deliver = deliver
+        self._previous: asyncio.Task[None] | None = None
+
+    async def submit(self, requests: Sequence[ScoringRequest], token: T) -> None:
+        prepared = await self.stage.prepare(requests)
+        previous = self._previous
+        # the task queues its forward behind the previous one on the (single) scoring thread at once
+        self._previous = asyncio.ensure_future(self._complete(prepared, token, previous))
+        self._previous.add_done_callback(_log_failure)
+        if previous is not None:
+            await previous
+
+    async def _complete(self, prepared: PreparedBatch, token: T, previous: asyncio.Task[None] | None) -> None:
+        outcome = await self.stage.complete(prepared)
+        if previous is not None:  # deliver in order
+            await asyncio.shield(previous)
+        await self.deliver(outcome, token)
+
+    async def drain(self) -> None:
+        """Wait until every submitted batch is delivered."""
+        if self._previous is not None:
+            await self._previous
+
+    def cancel(self) -> None:
+        """Stop what is in flight without delivering it (its source records stay unacked)."""
+        if self._previous is not None:
+            self._previous.cancel()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    # the next `submit` raises it too; this covers the last batch of a burst, which nothing awaits
+    if not task.cancelled() and task.exception() is not None:
+        log.error("scoring batch failed; its records stay unacked", exc_info=task.exception())

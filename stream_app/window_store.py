@@ -10,7 +10,7 @@ Every key carries a TTL as a safety net. No method makes more than one round tri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import redis.asyncio
 
@@ -86,15 +86,18 @@ class RedisWindowStore:
             pipe.hexists(self.window_key(casting_id), str(step))
         return [bool(flag) for flag in await pipe.execute()]
 
-    async def record_outcomes(self, outcomes: Iterable[tuple[str, bytes]]) -> None:
-        """Remember what was produced for each casting before it is sent (see module docstring)."""
+    async def record_outcomes(self, outcomes: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
+        """Remember what was produced for each casting before it is sent (see module docstring).
+
+        The first outcome stored for a casting wins (`SET NX GET`, Redis >= 7.0): for each one given,
+        returns None where it was stored, or the outcome stored earlier, which is the one to send.
+        """
+        if not outcomes:
+            return []
         pipe = self.client.pipeline(transaction=False)
-        count = 0
         for casting_id, payload in outcomes:
-            pipe.set(self.done_key(casting_id), payload, ex=self.ttl_s)
-            count += 1
-        if count:
-            await pipe.execute()
+            pipe.set(self.done_key(casting_id), payload, ex=self.ttl_s, nx=True, get=True)
+        return list(await pipe.execute())
 
     async def free(self, casting_ids: Sequence[str]) -> None:
         if not casting_ids:
