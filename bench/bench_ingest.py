@@ -42,7 +42,7 @@ from common import (  # noqa: E402
 )
 
 STEPS_PER_CASTING = 300
-DEFAULT_READINGS = {1: 60_000, 10: 300_000, 50: 1_000_000}
+DEFAULT_READINGS = {1: 150_000, 10: 300_000, 50: 1_000_000}
 NOMINAL = np.array([1.2, 1520.0, 150.0, 200.0, 25.0], dtype=np.float32)
 SPREAD = np.array([0.05, 5.0, 3.0, 5.0, 2.0], dtype=np.float32)
 
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunks", type=int, nargs="*", default=[1, 10, 50])
     parser.add_argument("--readings", type=int, nargs="*", default=None,
-                        help="readings per chunk size (default 60k / 300k / 1M)")
+                        help="readings per chunk size (default 150k / 300k / 1M)")
     parser.add_argument("--max-worker-s", type=float, default=30.0, help="cap on one worker measurement")
     parser.add_argument("--max-naive-s", type=float, default=12.0, help="cap on one naive-worker measurement")
     parser.add_argument("--no-naive", action="store_true")

@@ -1,9 +1,12 @@
-"""The faust app: ingest agent, scoring agent, abandonment sweep. The only module that imports faust.
+"""The faust app: the ingest loop, the scoring agent, the abandonment sweep. The only module that imports faust.
 
-Both agents take micro-batches with `noack_take` and ack a batch's records only after everything it
-produced is acknowledged by the broker and the window store is updated. A crash or SIGTERM at any
-point leaves the batch unacked, so it is consumed again (at-least-once); the stages make the
-re-run harmless (idempotent writes, stored outcomes re-sent byte for byte).
+The ingest loop (`IngestConsumer`, a plain aiokafka consumer group run as an app task; see its module
+for why) commits a fetch's offsets only after its scoring requests and dead letters are acknowledged
+by the broker. The scoring agent takes micro-batches with `noack_take`, keeps two in flight
+(`ScoringPipeline`) and acks a batch's records only after its predictions are acknowledged and its
+windows freed. A crash or SIGTERM at any point leaves the batch uncommitted, so it is consumed again
+(at-least-once); the stages make the re-run harmless (idempotent writes, stored outcomes re-sent
+byte for byte).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import faust
 
 from stream_app.config import StreamConfig
 from stream_app.connections import create_redis, faust_broker_credentials
-from stream_app.ingest import IngestStage
+from stream_app.ingest import IngestOutcome, IngestStage
+from stream_app.ingest_consumer import IngestConsumer
 from stream_app.messages import MessageParser
 from stream_app.metrics import Metrics
 from stream_app.predict import ScoringOutcome, ScoringPipeline, ScoringStage
-from stream_app.records import DeadLetter, ScoringRequest, SourceRecord
+from stream_app.records import DeadLetter, ScoringRequest
 from stream_app.scoring import Scorer
 from stream_app.window_store import RedisWindowStore
 
@@ -60,11 +64,6 @@ def build_parts(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerPa
     )
 
 
-def _record(event: faust.EventT) -> SourceRecord:
-    message = event.message
-    return SourceRecord(message.topic, message.partition, message.offset, message.key, message.value)
-
-
 def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
     cfg = parts.cfg
     app = faust.App(
@@ -86,7 +85,6 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
         # faust's default (1 MiB per partition) leaves the worker waiting on fetches (docs/BENCHMARKS.md)
         consumer_max_fetch_size=cfg.kafka.max_partition_fetch_bytes,
     )
-    sensors = app.topic(cfg.topics.sensors, key_type=bytes, value_type=bytes)
     requests_topic = app.topic(
         scoring_topic_name(cfg), key_type=bytes, value_type=bytes, internal=True,
         partitions=cfg.topics.partitions,
@@ -99,20 +97,24 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
             await deadletter.send(key=letter.key or b"", value=letter.to_bytes(now)) for letter in letters
         ]
 
-    # concurrency 1: with more, faust may commit past a batch still in flight
-    @app.agent(sensors, concurrency=1)
-    async def ingest(stream: faust.StreamT) -> None:
-        take = stream.noack_take(cfg.batching.ingest_take_size, within=cfg.batching.ingest_take_timeout_s)
-        async for events in take:
-            now = time.time()
-            outcome = await parts.ingest.process([_record(e) for e in events], now)
-            pending = [
-                await requests_topic.send(key=r.casting_id.encode(), value=r.to_bytes()) for r in outcome.requests
-            ]
-            pending += await send_deadletters(outcome.deadletters, now)
-            await asyncio.gather(*pending)  # broker acks before our acks
-            for event in events:
-                await stream.ack(event)
+    async def send_ingest_outcome(outcome: IngestOutcome, now: float) -> None:
+        pending = [
+            await requests_topic.send(key=r.casting_id.encode(), value=r.to_bytes()) for r in outcome.requests
+        ]
+        pending += await send_deadletters(outcome.deadletters, now)
+        await asyncio.gather(*pending)  # broker acks before the offsets are committed
+
+    ingest = IngestConsumer(cfg, parts.ingest, send_ingest_outcome)
+
+    @app.task
+    async def consume_sensors() -> None:
+        try:
+            await ingest.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug, not an outage (those are retried): stop the worker loudly
+            log.exception("ingest loop failed; stopping the worker")
+            await app.crash(exc)
 
     @app.agent(requests_topic, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
