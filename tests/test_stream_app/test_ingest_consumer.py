@@ -1,0 +1,89 @@
+"""IngestConsumer in-process against the real broker and Redis: an outage delays ingest, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream_app.connections import aiokafka_kwargs, create_redis, create_redis_sync
+from stream_app.ingest import IngestOutcome, IngestStage
+from stream_app.ingest_consumer import IngestConsumer, ingest_group_id
+from stream_app.messages import MessageParser
+from stream_app.metrics import Metrics
+from stream_app.window_store import RedisWindowStore
+from tests.test_stream_app.harness import free_port, make_castings, produce_castings
+
+pytestmark = pytest.mark.integration
+
+
+async def committed_offsets(cfg) -> tuple[int, int]:
+    """(committed, end) over all partitions of the sensor topic for the ingest group."""
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), group_id=ingest_group_id(cfg), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(cfg.topics.sensors, p) for p in range(cfg.topics.partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = [await consumer.committed(tp) or 0 for tp in tps]
+        return sum(committed), sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config, caplog):
+    cfg = service_config()
+    castings = make_castings(3, seed=5, prefix="OUT")
+    produce_castings(cfg, castings, chunk_sizes=(1, 10))
+
+    unreachable = create_redis(cfg.redis.model_copy(update={"url": f"redis://127.0.0.1:{free_port()}/0"}))
+    real = create_redis(cfg.redis)
+    store = RedisWindowStore(unreachable, cfg.redis_prefix, cfg.redis.key_ttl_s)
+    requests: list[str] = []
+
+    async def send(outcome: IngestOutcome, now: float) -> None:
+        assert not outcome.deadletters, outcome.deadletters
+        requests.extend(r.casting_id for r in outcome.requests)
+
+    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, Metrics()), send,
+                              retry_pause_s=0.2)
+    sync = create_redis_sync(cfg.redis)
+    task = asyncio.create_task(consumer.run())
+    try:
+        with caplog.at_level(logging.ERROR, logger="stream_app.ingest_consumer"):
+            for _ in range(300):  # the group join takes a few seconds
+                if sum("reading it again" in r.getMessage() for r in caplog.records) >= 2:
+                    break
+                assert not task.done(), task
+                await asyncio.sleep(0.1)
+        failures = [r.getMessage() for r in caplog.records if "reading it again" in r.getMessage()]
+        assert len(failures) >= 2, "the outage was never noticed"
+        assert "ConnectionError" in failures[0]
+        assert requests == []
+        assert (await committed_offsets(cfg))[0] == 0  # nothing committed while Redis is away
+
+        store.client = real  # Redis is back
+        for _ in range(300):
+            if len(requests) == len(castings):
+                break
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+        assert sorted(requests) == sorted(c.casting_id for c in castings)
+        for casting in castings:  # every reading of the failed batches was written after all
+            assert sync.hlen(store.window_key(casting.casting_id)) == len(casting.values)
+        for _ in range(50):
+            committed, end = await committed_offsets(cfg)
+            if committed == end:
+                break
+            await asyncio.sleep(0.1)
+        assert committed == end
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for key in sync.scan_iter(f"{cfg.redis_prefix}:*"):
+            sync.delete(key)
+        sync.close()
+        await unreachable.aclose()
+        await real.aclose()
