@@ -2,7 +2,8 @@
 
     .venv/bin/pip install py-spy            # a profiler, not a project dependency
     .venv/bin/python bench/profile_worker.py CHUNK READINGS SECONDS OUT.json|- [ENV=VALUE ...]
-e.g. bench/profile_worker.py 50 1500000 6 /tmp/w50.json    (speedscope JSON; '-' only times the worker)
+e.g. bench/profile_worker.py 50 1500000 6 /tmp/w50.json    (speedscope JSON; OUT.txt: collapsed stacks;
+'-' only times the worker)
 Prints the worker's readings/s over the sampled seconds. Topics and Redis keys are its own and deleted.
 """
 
@@ -46,7 +47,7 @@ def main() -> int:
             t0, c0 = time.perf_counter(), worker.metric(counter)
             if out != "-":
                 subprocess.run([str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(worker.proc.pid), "-d", seconds,
-                                "-o", out, "-f", "speedscope", "-r", "200"], check=False, capture_output=True)
+                                "-o", out, "-f", "raw" if out.endswith(".txt") else "speedscope", "-r", "200"], check=False, capture_output=True)
             else:
                 time.sleep(float(seconds))
             c1, t1 = worker.metric(counter), time.perf_counter()
