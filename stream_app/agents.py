@@ -35,6 +35,9 @@ from stream_app.window_store import RedisWindowStore
 log = logging.getLogger(__name__)
 
 
+SWEEP_CLAIM_HOLD_S = 60  # a sweep's claim on a casting outlives any normal send; then a later sweep retries
+
+
 def scoring_topic_name(cfg: StreamConfig) -> str:
     return f"{cfg.app_id}.scoring-requests"
 
@@ -144,7 +147,9 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
     async def sweep_abandoned() -> None:
         now = time.time()
         stale = await parts.store.stale(now - cfg.window.abandon_after_s)
-        claimed = await parts.store.claim(stale)  # with several workers, each casting is claimed once
+        # with several workers each casting is claimed by one; it leaves the sweep list only after its dead
+        # letter is acknowledged, so a crash in between leaves it to a later sweep (at-least-once)
+        claimed = await parts.store.claim(stale, hold_s=SWEEP_CLAIM_HOLD_S)
         if claimed:
             letters = [
                 DeadLetter("incomplete", f"no end marker within {cfg.window.abandon_after_s:g}s",

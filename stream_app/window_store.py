@@ -5,6 +5,7 @@ Keys (all under the app's prefix, so a replay with another app id never touches 
     {prefix}:open                zset   casting_id -> last activity (epoch s), for the abandonment sweep
     {prefix}:done:{casting_id}   string the outcome already produced for this casting (a prediction or a
                                  dead letter), so a re-delivered request re-sends the same bytes
+    {prefix}:claim:{casting_id}  string one worker's claim on an abandoned casting (expires, never deleted)
 Every key carries a TTL as a safety net. No method makes more than one round trip.
 """
 
@@ -112,15 +113,22 @@ class RedisWindowStore:
         ids = await self.client.zrangebyscore(self.open_key, "-inf", older_than, start=0, num=limit)
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
-    async def claim(self, casting_ids: Sequence[str]) -> list[str]:
-        """Take castings off the sweep list; only the caller whose ZREM removed one owns it."""
+    def claim_key(self, casting_id: str) -> str:
+        return f"{self.prefix}:claim:{casting_id}"
+
+    async def claim(self, casting_ids: Sequence[str], hold_s: int) -> list[str]:
+        """Claim abandoned castings for this sweep: only the caller whose `SET NX` made a casting's claim
+        key dead-letters it. The casting stays on the sweep list until the claimant frees it after the
+        dead letter is acknowledged; if the claimant dies first, the claim expires after `hold_s` and a
+        later sweep takes the casting again. Claims are never deleted, only expire, so a sweep that
+        listed a casting just before it was freed cannot claim it a second time."""
         if not casting_ids:
             return []
         pipe = self.client.pipeline(transaction=False)
         for casting_id in casting_ids:
-            pipe.zrem(self.open_key, casting_id)
-        removed = await pipe.execute()
-        return [c for c, n in zip(casting_ids, removed, strict=True) if n]
+            pipe.set(self.claim_key(casting_id), b"1", nx=True, ex=hold_s)
+        taken = await pipe.execute()
+        return [c for c, ok in zip(casting_ids, taken, strict=True) if ok]
 
     async def open_count(self) -> int:
         return int(await self.client.zcard(self.open_key))
