@@ -1,8 +1,8 @@
 """Ingest stage: a batch of sensor records -> window-store writes, scoring requests, dead letters.
 
-Framework-free: the faust agent and the replay drive the same code. The caller sends what it
-returns (requests first, then dead letters), waits for the broker's acks, and only then acks the
-source records, so a crash anywhere re-processes the batch (writes are idempotent).
+Framework-free: the worker's ingest consumer and the replay drive the same code. The caller sends
+what it returns (requests first, then dead letters), waits for the broker's acks, and only then
+commits the source records, so a crash anywhere re-processes the batch (writes are idempotent).
 """
 
 from __future__ import annotations
