@@ -46,8 +46,9 @@ def main() -> int:
                 time.sleep(0.05)
             t0, c0 = time.perf_counter(), worker.metric(counter)
             if out != "-":
+                fmt = "raw" if out.endswith(".txt") else "speedscope"
                 subprocess.run([str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(worker.proc.pid), "-d", seconds,
-                                "-o", out, "-f", "raw" if out.endswith(".txt") else "speedscope", "-r", "200"], check=False, capture_output=True)
+                                "-o", out, "-f", fmt, "-r", "200"], check=False, capture_output=True)
             else:
                 time.sleep(float(seconds))
             c1, t1 = worker.metric(counter), time.perf_counter()
