@@ -92,6 +92,7 @@ class IngestConsumer(ConsumerRebalanceListener):
                           len(records), type(exc).__name__, exc, self.retry_pause_s)
                 for tp, messages in batches.items():
                     consumer.seek(tp, messages[0].offset)
+                self.stage.metrics.ingest_retries.inc()
                 return False
             try:
                 await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in batches.items()})

@@ -27,6 +27,10 @@ class Metrics:
         self.messages_consumed = Counter(
             "casting_messages_consumed_total", "Records consumed from the sensor topic", registry=r
         )
+        self.ingest_retries = Counter(
+            "casting_ingest_batch_retries_total", "Ingest batches read again because Redis or the broker failed",
+            registry=r,
+        )
         self.castings_scored = Counter("casting_castings_scored_total", "Predictions produced", registry=r)
         self.duplicates_resent = Counter(
             "casting_duplicates_resent_total",

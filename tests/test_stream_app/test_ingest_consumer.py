@@ -46,7 +46,8 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         assert not outcome.deadletters, outcome.deadletters
         requests.extend(r.casting_id for r in outcome.requests)
 
-    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, Metrics()), send,
+    metrics = Metrics()
+    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send,
                               retry_pause_s=0.2)
     sync = create_redis_sync(cfg.redis)
     task = asyncio.create_task(consumer.run())
@@ -60,6 +61,7 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         failures = [r.getMessage() for r in caplog.records if "reading it again" in r.getMessage()]
         assert len(failures) >= 2, "the outage was never noticed"
         assert "ConnectionError" in failures[0]
+        assert metrics.ingest_retries._value.get() >= 2
         assert requests == []
         assert (await committed_offsets(cfg))[0] == 0  # nothing committed while Redis is away
 

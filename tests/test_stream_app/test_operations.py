@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 METRIC_SERIES = [
     "casting_readings_ingested_total",
+    "casting_ingest_batch_retries_total",
     "casting_castings_scored_total",
     "casting_deadletters_total",
     "casting_open_castings",
