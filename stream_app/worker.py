@@ -36,6 +36,45 @@ def ensure_topics(cfg: StreamConfig, names: list[str] | None = None) -> None:
         admin.close()
 
 
+def adopt_previous_ingest_offsets(cfg: StreamConfig) -> dict:
+    """Workers before the ingest consumer read `casting.sensors` in faust's group `<app_id>`. Where the ingest
+    group has no offset for a partition yet and that group has one, the ingest group starts there, so an
+    upgrade neither re-reads the topic's history nor skips anything. Returns {TopicPartition: offset} set.
+
+    Kafka takes these commits only while the ingest group has no active member; a worker already running
+    has done this, and a refusal is logged, not raised.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import NoError
+
+    from stream_app.connections import kafka_python_kwargs
+    from stream_app.ingest_consumer import ingest_group_id
+
+    admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
+    try:
+        ingest_group = ingest_group_id(cfg)
+        previous = admin.list_group_offsets({cfg.app_id: None}).get(cfg.app_id, {})
+        own = admin.list_group_offsets({ingest_group: None}).get(ingest_group, {})
+        adopt = {
+            tp: committed for tp, committed in previous.items()
+            if tp.topic == cfg.topics.sensors and committed.offset >= 0
+            and (tp not in own or own[tp].offset < 0)
+        }
+        if not adopt:
+            return {}
+        refused = {tp: error for tp, error in admin.alter_group_offsets(ingest_group, adopt).items()
+                   if error is not NoError}
+        if refused:
+            log.warning("could not start group %s where group %s stopped: %s", ingest_group, cfg.app_id, refused)
+        done = {tp: committed.offset for tp, committed in adopt.items() if tp not in refused}
+        if done:
+            log.info("group %s starts where group %s stopped: %s", ingest_group, cfg.app_id,
+                     ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(done.items())))
+        return done
+    finally:
+        admin.close()
+
+
 def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | None = None) -> None:
     """Blocks until SIGTERM/SIGINT; exits the process (faust's worker owns the event loop)."""
     import faust
@@ -49,6 +88,7 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
         torch.set_num_threads(cfg.model.torch_threads)
     scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
     ensure_topics(cfg)
+    adopt_previous_ingest_offsets(cfg)
     metrics = Metrics()
     port = metrics.serve(cfg.metrics.port, cfg.metrics.host)
     log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, port)

@@ -1,4 +1,4 @@
-"""IngestConsumer in-process against the real broker and Redis: an outage delays ingest, loses nothing."""
+"""IngestConsumer in-process against the real broker and Redis: outages lose nothing, upgrades re-read nothing."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from stream_app.ingest_consumer import IngestConsumer, ingest_group_id
 from stream_app.messages import MessageParser
 from stream_app.metrics import Metrics
 from stream_app.window_store import RedisWindowStore
+from stream_app.worker import adopt_previous_ingest_offsets
 from tests.test_stream_app.harness import free_port, make_castings, produce_castings
 
 pytestmark = pytest.mark.integration
@@ -89,3 +90,47 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         sync.close()
         await unreachable.aclose()
         await real.aclose()
+
+
+async def test_an_upgrade_starts_where_the_faust_agent_group_stopped(service_config, redis_client):
+    """Workers before the ingest consumer committed sensor offsets in faust's group `<app_id>`."""
+    cfg = service_config()
+    produce_castings(cfg, make_castings(8, seed=6, prefix="UPG"), chunk_sizes=(10,))
+    old_group = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), group_id=cfg.app_id, enable_auto_commit=False)
+    await old_group.start()
+    try:
+        tps = [TopicPartition(cfg.topics.sensors, p) for p in range(cfg.topics.partitions)]
+        ends = await old_group.end_offsets(tps)
+        stood = {tp: max(0, ends[tp] - 3 * tp.partition) for tp in tps}  # where the old worker had got to
+        old_group.assign(tps)
+        await old_group.commit(stood)
+    finally:
+        await old_group.stop()
+
+    async def send(outcome: IngestOutcome, now: float) -> None:
+        pass
+
+    redis = create_redis(cfg.redis)
+    metrics = Metrics()
+    store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
+    assert adopt_previous_ingest_offsets(cfg) == stood  # as a worker starts
+    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send)
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(300):
+            committed, end = await committed_offsets(cfg)
+            if committed == end:
+                break
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+        assert committed == end
+        # only what the old worker had not read yet was read
+        assert metrics.messages_consumed._value.get() == sum(ends[tp] - stood[tp] for tp in tps)
+        assert adopt_previous_ingest_offsets(cfg) == {}  # the ingest group has its own offsets now
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for key in redis_client.scan_iter(f"{cfg.redis_prefix}:*"):
+            redis_client.delete(key)
+        await redis.aclose()
