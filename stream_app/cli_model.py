@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -122,6 +123,11 @@ def evaluate(checkpoint, data, synthetic, data_seed, output, plot, uea, seed, ch
     if uea is not None:
         from models.uea import run_uea
 
+        if importlib.util.find_spec("sktime") is None:
+            raise click.ClickException(
+                "--uea reads the dataset bundled with sktime, which is not installed: "
+                "pip install 'casting-defect-stream[uea]' (or .venv/bin/pip install -e '.[uea]')"
+            )
         result = run_uea(uea, seed=seed, output=output)
         click.echo(
             f"{uea}: test accuracy {result['test']['accuracy']:.4f} "

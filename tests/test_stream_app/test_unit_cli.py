@@ -1,4 +1,4 @@
-"""The CLI never prints secrets taken from the environment (in-process with click's CliRunner, no services)."""
+"""The CLI in-process with CliRunner (no services): no secrets in its output, clear errors for missing extras."""
 
 from __future__ import annotations
 
@@ -45,3 +45,13 @@ def test_worker_config_error_does_not_show_secrets(runner, monkeypatch):
     assert "kafka" in str(result.exception)
     for text in (result.output, str(result.exception)):
         assert SECRET not in text and REDIS_SECRET not in text
+
+
+def test_evaluate_uea_without_sktime_says_how_to_install_it(runner, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sktime" else find_spec(name, *a))
+    result = runner.invoke(cli, ["evaluate", "--uea", "JapaneseVowels"])
+    assert result.exit_code == 1
+    assert "sktime" in result.output and "[uea]" in result.output
