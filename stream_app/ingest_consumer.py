@@ -17,6 +17,7 @@ from its first offsets after a pause; nothing is skipped and the loop keeps runn
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -91,7 +92,8 @@ class IngestConsumer(ConsumerRebalanceListener):
                 log.error("ingest batch of %d records failed (%s: %s); reading it again in %.0f s",
                           len(records), type(exc).__name__, exc, self.retry_pause_s)
                 for tp, messages in batches.items():
-                    consumer.seek(tp, messages[0].offset)
+                    with contextlib.suppress(IllegalStateError):  # moved to another worker: it re-reads them
+                        consumer.seek(tp, messages[0].offset)
                 self.stage.metrics.ingest_retries.inc()
                 return False
             try:
