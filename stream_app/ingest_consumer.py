@@ -103,6 +103,11 @@ class IngestConsumer(ConsumerRebalanceListener):
                 # next owner reads the batch again from the last commit, and the writes are idempotent
                 log.warning("ingest commit of %d records refused (%s); the partitions' next owner re-reads them",
                             len(records), exc)
+            except KafkaError as exc:
+                # processed, not committed: the next batch's commit covers these offsets too; a crash before
+                # that re-reads them, which is harmless
+                log.warning("ingest commit of %d records failed (%s: %s); the next commit covers them",
+                            len(records), type(exc).__name__, exc)
         return True
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
