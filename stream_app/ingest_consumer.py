@@ -104,9 +104,9 @@ class IngestConsumer(ConsumerRebalanceListener):
                 log.warning("ingest commit of %d records refused (%s); the partitions' next owner re-reads them",
                             len(records), exc)
             except KafkaError as exc:
-                # processed, not committed: the next batch's commit covers these offsets too; a crash before
-                # that re-reads them, which is harmless
-                log.warning("ingest commit of %d records failed (%s: %s); the next commit covers them",
+                # processed, not committed: the partitions' next commit covers them; until then a crash or a
+                # rebalance re-reads them, which the idempotent writes make harmless
+                log.warning("ingest commit of %d records failed (%s: %s); a later commit covers them",
                             len(records), type(exc).__name__, exc)
         return True
 
