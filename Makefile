@@ -51,17 +51,17 @@ demo: install
 clean: down
 	rm -rf .devstack
 
-# ---- benchmarks (bench/; numbers and machine in docs/BENCHMARKS.md); each needs the local Kafka + Redis
+# ---- benchmarks (bench/); each prints its table and writes it, with the machine, into docs/BENCHMARKS.md
 .PHONY: bench-scoring bench-ingest bench-e2e bench-gpu
 
 bench-scoring: services
-	$(PY) bench/bench_scoring.py
+	$(PY) bench/bench_scoring.py --doc
 
 bench-ingest: services
-	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_ingest.py --doc
 
 bench-e2e: services
-	$(PY) bench/bench_e2e.py
+	$(PY) bench/bench_e2e.py --doc
 
 bench-gpu: services
 	bench/gpu.sh

@@ -39,6 +39,7 @@ from common import (  # noqa: E402
     produce,
     unique_name,
     write_checkpoint,
+    write_doc_block,
 )
 
 STEPS_PER_CASTING = 300
@@ -155,6 +156,24 @@ def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float,
     return int(c_last - c0), t_last - t0
 
 
+def shape_label(chunk: int) -> str:
+    return "single reading" if chunk == 1 else f"chunk of {chunk}"
+
+
+def markdown_table(rows: list[dict], rounds: int) -> list[str]:
+    lines = [f"readings/s, medians of {rounds} round(s):", "",
+             "| message | (a) bare | (b) loop | worker | naive worker | worker/(b) | worker/(a) | worker/naive |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        naive = f"{row['naive']:,.0f}" if "naive" in row else "-"
+        over_naive = f"{row['worker_over_naive']:.1f}" if "worker_over_naive" in row else "-"
+        lines.append(f"| {shape_label(row['chunk'])} | {row['bare']:,.0f} | {row['loop']:,.0f} | {row['worker']:,.0f} "
+                     f"| {naive} | **{row['worker_over_loop']:.2f}** | {row['worker_over_bare']:.2f} | {over_naive} |")
+    per_round = [f"{shape_label(row['chunk'])} " + ", ".join(f"{r['worker'] / r['loop']:.2f}" for r in row["rounds"])
+                 for row in rows]
+    return [*lines, "", "worker/(b) per round: " + "; ".join(per_round) + "."]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -165,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-naive-s", type=float, default=12.0, help="cap on one naive-worker measurement")
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--doc", action="store_true", help="also write the table into docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
     readings_for = dict(zip(args.chunks, args.readings, strict=True)) if args.readings else DEFAULT_READINGS
 
@@ -209,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_round.append(result)
             row = {"chunk": chunk, "readings": total, "messages": len(messages), "rounds": per_round}
             for key in ("bare", "loop", "worker", "naive"):
-                row[key] = median(r[key] for r in per_round if key in r)
+                if any(key in r for r in per_round):
+                    row[key] = median(r[key] for r in per_round if key in r)
             row["worker_over_loop"] = median(r["worker"] / r["loop"] for r in per_round)
             row["worker_over_bare"] = median(r["worker"] / r["bare"] for r in per_round)
             if not args.no_naive:
@@ -236,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['worker_over_loop']:>8.2f}{row['worker_over_bare']:>8.2f}{ratio}")
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine_line(), "rows": rows}, indent=2) + "\n")
+    if args.doc:
+        write_doc_block("ingest", markdown_table(rows, args.rounds), sys.argv[1:] if argv is None else argv)
     return 0
 
 

@@ -40,6 +40,7 @@ from common import (  # noqa: E402
     machine_line,
     median,
     unique_name,
+    write_doc_block,
 )
 
 BATCHES = (1, 8, 32, 64, 128)
@@ -149,6 +150,23 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
     return {name: n / median(times) for name, times in rounds.items()}
 
 
+def markdown_table(rows: list[dict], raw32: dict | None, card: str | None) -> list[str]:
+    header = "| variant | precision | batch | raw fwd | 1-at-a-time | pipelined | 1/raw | **pipe/raw** |"
+    rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+    if raw32 is not None:
+        header += " pipe/raw float32 |"
+        rule += "---:|"
+    lines = [f"castings/s{' on ' + card if card else ''}:", "", header, rule]
+    for r in rows:
+        ratio = f"**{r['ratio']:.2f}**" if r["batch"] == 64 else f"{r['ratio']:.2f}"
+        line = (f"| {r['variant']} | {r['precision']} | {r['batch']} | {r['raw']:.0f} | {r['seq']:.0f} | "
+                f"{r['pipe']:.0f} | {r['ratio_seq']:.2f} | {ratio} |")
+        if raw32 is not None:
+            line += f" {r['pipe'] / raw32[(r['variant'], r['batch'])]:.2f} |"
+        lines.append(line)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="*", default=["default", "lightweight"])
@@ -159,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--autocast", default="none", choices=["none", "bf16"])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--doc", action="store_true",
+                        help="also write the table into docs/BENCHMARKS.md (block 'scoring', on CUDA 'gpu-<autocast>')")
     args = parser.parse_args(argv)
 
     import torch
@@ -214,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine_line(), "card": card, "rows": rows}, indent=2) + "\n")
+    if args.doc:
+        block = "scoring" if args.device == "cpu" else f"gpu-{args.autocast}"
+        write_doc_block(block, markdown_table(rows, raw32 if extra else None, card),
+                        sys.argv[1:] if argv is None else argv)
     return 0
 
 
