@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from stream_app.config import StreamConfig
@@ -36,6 +37,22 @@ def ensure_topics(cfg: StreamConfig, names: list[str] | None = None) -> None:
         admin.close()
 
 
+def _committed_offsets(admin, group: str, timeout_s: float = 60.0) -> dict:
+    """A group's committed offsets. Waits out a group coordinator that is not ready yet: a fresh broker
+    creates its offsets topic on first use, and answers COORDINATOR_NOT_AVAILABLE meanwhile."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return admin.list_group_offsets({group: None}).get(group, {})
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            log.info("waiting for the coordinator of group %s (%s)", group, type(exc).__name__)
+            time.sleep(0.5)
+
+
 def adopt_previous_ingest_offsets(cfg: StreamConfig) -> dict:
     """Workers before the ingest consumer read `casting.sensors` in faust's group `<app_id>`. Where the ingest
     group has no offset for a partition yet and that group has one, the ingest group starts there, so an
@@ -53,8 +70,8 @@ def adopt_previous_ingest_offsets(cfg: StreamConfig) -> dict:
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
     try:
         ingest_group = ingest_group_id(cfg)
-        previous = admin.list_group_offsets({cfg.app_id: None}).get(cfg.app_id, {})
-        own = admin.list_group_offsets({ingest_group: None}).get(ingest_group, {})
+        previous = _committed_offsets(admin, cfg.app_id)
+        own = _committed_offsets(admin, ingest_group)
         adopt = {
             tp: committed for tp, committed in previous.items()
             if tp.topic == cfg.topics.sensors and committed.offset >= 0
