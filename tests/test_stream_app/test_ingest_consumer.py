@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -33,6 +36,31 @@ async def committed_offsets(cfg) -> tuple[int, int]:
         await consumer.stop()
 
 
+async def fully_committed(cfg) -> bool:
+    committed, end = await committed_offsets(cfg)
+    return committed == end
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], task: asyncio.Task, timeout_s: float = 30.0) -> bool:
+    """Poll `check` until it holds (True) or `timeout_s` passes (False); the consumer task must keep running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if await result if inspect.isawaitable(result) else result:
+            return True
+        assert not task.done(), task
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def stop(task: asyncio.Task, redis_sync, prefix: str) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for key in redis_sync.scan_iter(f"{prefix}:*"):
+        redis_sync.delete(key)
+
+
 async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config, caplog):
     cfg = service_config()
     castings = make_castings(3, seed=5, prefix="OUT")
@@ -52,41 +80,25 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
                               retry_pause_s=0.2)
     sync = create_redis_sync(cfg.redis)
     task = asyncio.create_task(consumer.run())
+    def failures() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "reading it again" in r.getMessage()]
+
     try:
         with caplog.at_level(logging.ERROR, logger="stream_app.ingest_consumer"):
-            for _ in range(300):  # the group join takes a few seconds
-                if sum("reading it again" in r.getMessage() for r in caplog.records) >= 2:
-                    break
-                assert not task.done(), task
-                await asyncio.sleep(0.1)
-        failures = [r.getMessage() for r in caplog.records if "reading it again" in r.getMessage()]
-        assert len(failures) >= 2, "the outage was never noticed"
-        assert "ConnectionError" in failures[0]
+            assert await eventually(lambda: len(failures()) >= 2, task), "the outage was never noticed"
+        assert "ConnectionError" in failures()[0]
         assert metrics.ingest_retries._value.get() >= 2
         assert requests == []
         assert (await committed_offsets(cfg))[0] == 0  # nothing committed while Redis is away
 
         store.client = real  # Redis is back
-        for _ in range(300):
-            if len(requests) == len(castings):
-                break
-            assert not task.done(), task
-            await asyncio.sleep(0.1)
+        await eventually(lambda: len(requests) == len(castings), task)
         assert sorted(requests) == sorted(c.casting_id for c in castings)
         for casting in castings:  # every reading of the failed batches was written after all
             assert sync.hlen(store.window_key(casting.casting_id)) == len(casting.values)
-        for _ in range(50):
-            committed, end = await committed_offsets(cfg)
-            if committed == end:
-                break
-            await asyncio.sleep(0.1)
-        assert committed == end
+        assert await eventually(lambda: fully_committed(cfg), task)
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        for key in sync.scan_iter(f"{cfg.redis_prefix}:*"):
-            sync.delete(key)
+        await stop(task, sync, cfg.redis_prefix)
         sync.close()
         await unreachable.aclose()
         await real.aclose()
@@ -117,20 +129,10 @@ async def test_an_upgrade_starts_where_the_faust_agent_group_stopped(service_con
     consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send)
     task = asyncio.create_task(consumer.run())
     try:
-        for _ in range(300):
-            committed, end = await committed_offsets(cfg)
-            if committed == end:
-                break
-            assert not task.done(), task
-            await asyncio.sleep(0.1)
-        assert committed == end
+        assert await eventually(lambda: fully_committed(cfg), task)
         # only what the old worker had not read yet was read
         assert metrics.messages_consumed._value.get() == sum(ends[tp] - stood[tp] for tp in tps)
         assert adopt_previous_ingest_offsets(cfg) == {}  # the ingest group has its own offsets now
     finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        for key in redis_client.scan_iter(f"{cfg.redis_prefix}:*"):
-            redis_client.delete(key)
+        await stop(task, redis_client, cfg.redis_prefix)
         await redis.aclose()
