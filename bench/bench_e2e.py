@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"| {p['fraction']:.0%} | {p['target_per_s']:.1f} | {p['achieved_per_s']:.1f} | {p['castings']} | "
                   f"{p['p50_ms']:.0f} | {p['p99_ms']:.0f} | {p['svc_p50_ms']:.0f} | {p['svc_p99_ms']:.0f} | "
                   f"{p['mean_batch']:.1f} |" for p in phases]
-        write_doc_block("e2e", lines, sys.argv[1:] if argv is None else argv)
+        write_doc_block("e2e", lines, argv)
     return 0
 
 

@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
     checkpoint = write_checkpoint("lightweight", tmp)
     rows = []
+    workers = [("worker", False, args.max_worker_s)] + ([] if args.no_naive else [("naive", True, args.max_naive_s)])
     print(machine_line())
     try:
         for chunk in args.chunks:
@@ -212,19 +213,13 @@ def main(argv: list[str] | None = None) -> int:
                 n, s = asyncio.run(loop_pipelined(rcfg, cfg.batching.ingest_take_size))
                 delete_redis_prefix(rcfg)
                 result["loop"] = n / s
-                wcfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-worker{r}"})
-                try:
-                    n, s = run_worker(wcfg, total, naive=False, max_s=args.max_worker_s)
-                finally:
-                    delete_redis_prefix(wcfg)
-                result["worker"] = n / s
-                if not args.no_naive:
-                    ncfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-naive{r}"})
+                for role, naive, max_s in workers:
+                    wcfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-{role}{r}"})
                     try:
-                        n, s = run_worker(ncfg, total, naive=True, max_s=args.max_naive_s)
+                        n, s = run_worker(wcfg, total, naive=naive, max_s=max_s)
                     finally:
-                        delete_redis_prefix(ncfg)
-                    result["naive"] = n / s
+                        delete_redis_prefix(wcfg)
+                    result[role] = n / s
                 print(f"  round {r}: " + "  ".join(f"{k} {v:,.0f}/s" for k, v in result.items()), flush=True)
                 per_round.append(result)
             row = {"chunk": chunk, "readings": total, "messages": len(messages), "rounds": per_round}
@@ -258,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine_line(), "rows": rows}, indent=2) + "\n")
     if args.doc:
-        write_doc_block("ingest", markdown_table(rows, args.rounds), sys.argv[1:] if argv is None else argv)
+        write_doc_block("ingest", markdown_table(rows, args.rounds), argv)
     return 0
 
 

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.doc:
         block = "scoring" if args.device == "cpu" else f"gpu-{args.autocast}"
         write_doc_block(block, markdown_table(rows, raw32 if extra else None, card),
-                        sys.argv[1:] if argv is None else argv)
+                        argv)
     return 0
 
 

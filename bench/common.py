@@ -49,16 +49,18 @@ def machine_line() -> str:
 DOC = ROOT / "docs" / "BENCHMARKS.md"
 
 
-def write_doc_block(block: str, lines: list[str], argv: list[str]) -> None:
+def write_doc_block(block: str, lines: list[str], argv: list[str] | None) -> None:
     """Replace the generated block between `<!-- bench:BLOCK -->` and `<!-- /bench:BLOCK -->` in
-    docs/BENCHMARKS.md with `lines`, headed by the command that produced them, the date and the machine."""
+    docs/BENCHMARKS.md with `lines`, headed by the command that produced them (`argv`, or the process's own
+    arguments when None), the date and the machine."""
     begin, end = f"<!-- bench:{block} -->", f"<!-- /bench:{block} -->"
     text = DOC.read_text()
     if text.count(begin) != 1 or text.count(end) != 1:
         raise RuntimeError(f"{DOC} needs exactly one {begin} ... {end} pair")
     head, rest = text.split(begin)
     _, tail = rest.split(end)
-    command = " ".join([".venv/bin/python", str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *argv])
+    args = sys.argv[1:] if argv is None else argv
+    command = " ".join([".venv/bin/python", str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *args])
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     body = [begin, f"`{command}` ({stamp}; {machine_line()}):", "", *lines, end]
     DOC.write_text(head + "\n".join(body) + tail)
