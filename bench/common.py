@@ -72,9 +72,11 @@ def unique_name(kind: str) -> str:
 
 
 def model_config(variant: str) -> dict:
-    from models.lstm_model import LSTMModelVariants, create_default_lstm_config
+    """``default`` is the product's configs/lstm.yaml (the shipped checkpoint's), else a design variant."""
+    from models.config import PRODUCT_CONFIG, load_lstm_config
+    from models.lstm_model import LSTMModelVariants
 
-    return create_default_lstm_config() if variant == "default" else LSTMModelVariants.all()[variant]
+    return load_lstm_config(PRODUCT_CONFIG).to_dict() if variant == "default" else LSTMModelVariants.all()[variant]
 
 
 def build_model(variant: str, seed: int = 0):

@@ -1,8 +1,12 @@
 """Validated configuration of the LSTM model (the schema of the original design).
 
 One pydantic model per section, ``extra="forbid"`` everywhere, so a misspelt or unknown key fails
-with its dotted path (``architecture.hidden_size``). ``load_lstm_config`` reads ``configs/lstm.yaml``
-(either with or without the top-level ``lstm_model:`` key) and validates it.
+with its dotted path (``architecture.hidden_size``). ``load_lstm_config`` reads a YAML file (either
+with or without the top-level ``lstm_model:`` key) and validates it.
+
+The defaults are the original design's schema values (``LSTMConfig()`` == ``create_default_lstm_config()``).
+The product's tuned configuration, the one ``checkpoints/default`` was trained with, is the file
+``PRODUCT_CONFIG`` (``configs/lstm.yaml``), which names every key and so depends on no default here.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ __all__ = [
     "ClassifierConfig",
     "ConfigError",
     "DataProcessingConfig",
+    "PRODUCT_CONFIG",
     "LSTMConfig",
     "NormalizationConfig",
     "RegularizationConfig",
@@ -30,6 +35,7 @@ __all__ = [
 ]
 
 HIDDEN_SIZES = (32, 64, 128, 256)
+PRODUCT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "lstm.yaml"
 
 
 class ConfigError(ValueError):
@@ -46,8 +52,8 @@ class _Section(BaseModel):
 
 class ArchitectureConfig(_Section):
     input_size: int = Field(5, ge=1)
-    hidden_size: int = 32
-    num_layers: int = Field(1, ge=1, le=4)
+    hidden_size: int = 64
+    num_layers: int = Field(2, ge=1, le=4)
     bidirectional: bool = True
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     attention_dim: int = Field(32, ge=1)
@@ -96,15 +102,15 @@ class RegularizationConfig(_Section):
 
 class TrainingConfig(_Section):
     batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-3, gt=0.0)
-    num_epochs: int = Field(30, ge=1)
-    early_stopping_patience: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    num_epochs: int = Field(100, ge=1)
+    early_stopping_patience: int = Field(15, ge=1)
     lr_schedule: Literal["plateau", "cosine", "none"] = "plateau"
     class_weighting: bool = True
 
 
 class DataProcessingConfig(_Section):
-    sequence_length: int = Field(500, ge=1)
+    sequence_length: int = Field(300, ge=1)
     normalization: Literal["z_score", "none"] = "z_score"
     padding: Literal["zero"] = "zero"
 

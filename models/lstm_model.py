@@ -42,7 +42,11 @@ FREEZABLE = ("conv", "lstm", "attention", "norm", "classifier")
 
 
 def create_default_lstm_config() -> dict[str, Any]:
-    """The default config (same values as ``configs/lstm.yaml``) as a plain nested dict."""
+    """The original design's configuration schema values, as a plain nested dict (a fresh copy).
+
+    Hidden 64, 2 layers, bidirectional, lr 0.001, 100 epochs, sequence length 300, ... The product's
+    tuned configuration (the shipped checkpoint's) is ``configs/lstm.yaml``: ``load_lstm_config(PRODUCT_CONFIG)``.
+    """
     return LSTMConfig().to_dict()
 
 

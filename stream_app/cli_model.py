@@ -13,8 +13,6 @@ import click
 
 __all__ = ["evaluate", "train"]
 
-DEFAULT_CONFIG = Path("configs/lstm.yaml")
-
 
 def _configure_logging(verbose: bool) -> None:
     # no-op when the `stream-app` group has configured logging already
@@ -38,8 +36,8 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="LSTM config YAML (default: configs/lstm.yaml if present, else built-in "
-    "defaults). Keys can be overridden as LSTM__SECTION__KEY=value environment variables.",
+    help="LSTM config YAML (default: the product's configs/lstm.yaml, the shipped checkpoint's "
+    "config). Keys can be overridden as LSTM__SECTION__KEY=value environment variables.",
 )
 @click.option(
     "--data",
@@ -69,12 +67,15 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, threads, progress, verbose) -> None:
     """Train the defect model; writes the checkpoint, metrics and plots to --output-dir."""
     _configure_logging(verbose)
-    from models.config import ConfigError, load_lstm_config
+    from models.config import PRODUCT_CONFIG, ConfigError, load_lstm_config
     from models.pipeline import SplitSpec, run_training
 
     source = _source(data, synthetic, data_seed)
-    if config_path is None and DEFAULT_CONFIG.exists():
-        config_path = DEFAULT_CONFIG
+    if config_path is None:
+        # never the code's defaults: those are the original design's schema values, not the product's
+        if not PRODUCT_CONFIG.is_file():
+            raise click.UsageError(f"{PRODUCT_CONFIG} not found; give --config")
+        config_path = PRODUCT_CONFIG
     try:
         config = load_lstm_config(config_path, env=os.environ)
     except ConfigError as exc:

@@ -49,3 +49,15 @@ def test_bad_config_key_is_named(runner, tmp_path):
     bad.write_text("lstm_model:\n  architecture:\n    hidden_size: 48\n")
     result = runner.invoke(train, ["--config", str(bad), "--synthetic", "40", "--output-dir", str(tmp_path)])
     assert result.exit_code == 2 and "architecture.hidden_size" in result.output
+
+
+def test_train_reads_the_product_config_from_any_directory(runner, tmp_path, monkeypatch):
+    """Without --config the run is configs/lstm.yaml's (the shipped model's), never the design's defaults."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(
+        train, ["--synthetic", "60", "--output-dir", "run", "--epochs", "1", "--no-progress"], env=TINY
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]
+    assert config["architecture"]["hidden_size"] == 32 and config["architecture"]["num_layers"] == 1
+    assert config["training"]["learning_rate"] == 0.005

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from models.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from models.config import PRODUCT_CONFIG, load_lstm_config
 from models.synthetic import generate_castings
 
 METRICS = DEFAULT_CHECKPOINT.parent / "metrics.json"
@@ -22,6 +23,13 @@ def test_default_checkpoint_is_small_and_loads_in_eval_mode():
     assert info["version"] == json.loads(METRICS.read_text())["checkpoint"]["version"]
     assert 0.0 < info["metadata"]["threshold"] < 1.0
     assert len(info["normalization"]["mean"]) == 5
+
+
+def test_default_checkpoint_was_trained_with_the_product_config():
+    """configs/lstm.yaml (what `stream-app train` reads) holds the shipped model's config, key for key."""
+    _, info = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert load_lstm_config(PRODUCT_CONFIG).to_dict() == info["config"]
+    assert json.loads(METRICS.read_text())["config"] == info["config"]
 
 
 def test_default_checkpoint_scores_castings_padding_invariantly():
