@@ -119,6 +119,10 @@ class SteelDefectLSTM(nn.Module):
     returns logits: shape ``(B,)`` when ``classifier.num_classes == 1`` (sigmoid gives the defect
     probability), else ``(B, K)`` (softmax gives class probabilities). Steps at or beyond a sequence's
     length are padding and never change its result.
+
+    A tensor input runs under the caller's autograd mode (training passes tensors). An array input (numpy,
+    list) cannot carry gradients: its caller is outside autograd, so the forward builds no graph and the
+    logits come back without ``requires_grad`` (``.numpy()`` works, as the original design's usage expects).
     """
 
     def __init__(self, config: LSTMConfig | dict[str, Any] | None = None) -> None:
@@ -212,7 +216,7 @@ class SteelDefectLSTM(nn.Module):
             raise ValueError(f"empty batch or sequence: shape {tuple(x.shape)}")
         if sequence_lengths is None:
             return x, None
-        lengths = torch.as_tensor(sequence_lengths, dtype=torch.int64).flatten().cpu()
+        lengths = torch.as_tensor(_expand_ellipsis(sequence_lengths, x.shape), dtype=torch.int64).flatten().cpu()
         if lengths.shape[0] != x.shape[0]:
             raise ValueError(f"{lengths.shape[0]} lengths for a batch of {x.shape[0]}")
         if bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
@@ -258,7 +262,10 @@ class SteelDefectLSTM(nn.Module):
         }
 
     def forward(self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any = None) -> torch.Tensor:
-        return self._run(sequences, sequence_lengths)["classifier"]
+        if isinstance(sequences, torch.Tensor):
+            return self._run(sequences, sequence_lengths)["classifier"]
+        with torch.no_grad():  # an array carries no gradients; see the class docstring
+            return self._run(sequences, sequence_lengths)["classifier"]
 
     def predict_proba(self, sequences: Any, sequence_lengths: Any = None) -> torch.Tensor:
         """Probabilities without gradients: (B,) defect probability, or (B, K) class probabilities."""
@@ -305,3 +312,16 @@ class SteelDefectLSTM(nn.Module):
         """Size of parameters and buffers in MiB (float32)."""
         total = sum(t.numel() * t.element_size() for t in [*self.parameters(), *self.buffers()])
         return total / 2**20
+
+
+def _expand_ellipsis(lengths: Any, shape: torch.Size) -> Any:
+    """``[150, 200, ...]`` as the original design writes it: a trailing ``...`` stands for the remaining
+    rows of the batch, which are full length (``shape[1]`` steps). Anything else is returned unchanged."""
+    if not isinstance(lengths, list | tuple) or not any(v is Ellipsis for v in lengths):
+        return lengths
+    given = list(lengths[:-1])
+    if lengths[-1] is not Ellipsis or any(v is Ellipsis for v in given):
+        raise ValueError(f"... may only end sequence_lengths (the remaining rows at full length), got {lengths}")
+    if len(given) > shape[0]:
+        raise ValueError(f"{len(given)} lengths for a batch of {shape[0]}")
+    return given + [shape[1]] * (shape[0] - len(given))

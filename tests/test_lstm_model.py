@@ -152,8 +152,8 @@ class TestSteelDefectLSTM:
 
     def test_gradients_flow_in_train_mode(self, make_model):
         model = make_model().train()
-        with torch.enable_grad():
-            loss = model(batch(4, 15), [15, 10, 5, 3]).sum()
+        with torch.enable_grad():  # training passes tensors; an array input runs without a graph
+            loss = model(torch.from_numpy(batch(4, 15)), [15, 10, 5, 3]).sum()
             loss.backward()
         assert all(p.grad is not None for p in model.lstm.parameters())
 
