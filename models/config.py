@@ -77,7 +77,7 @@ class ArchitectureConfig(_Section):
 
 class ClassifierConfig(_Section):
     hidden_dims: list[int] = Field(default_factory=lambda: [32, 16])
-    activation: Literal["relu", "gelu", "tanh", "leaky_relu", "elu"] = "relu"
+    activation: Literal["relu", "gelu", "tanh", "leaky_relu", "elu", "sigmoid"] = "relu"
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     num_classes: int = Field(1, ge=1)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -24,12 +24,23 @@ def pad_sequences(sequences: Sequence[np.ndarray], max_len: int | None = None) -
     return out, np.minimum(lengths, t_max)
 
 
+ItemFormat = Literal["with_length", "pair"]
+
+
 class CastingSequenceDataset(Dataset):
     """Castings of different lengths with one label each.
 
     ``sequences`` is a list of ``[T_i, C]`` arrays or a padded ``(N, T, C)`` array; for the padded form
     ``sequence_lengths`` gives the valid steps of each row (default: all). Sequences longer than
     ``max_length`` are cut to their last ``max_length`` steps (the end of a casting matters most).
+
+    ``item_format`` chooses what ``ds[i]`` returns:
+
+    * ``"with_length"`` (default; what ``collate_padded``, ``fit`` and ``predict_dataset`` take):
+      ``(sequence float32 array [T_i, C], length int, label)``, the sequence without padding;
+    * ``"pair"`` (the original design's items): ``(sequence, label)`` float32 tensors, the sequence
+      zero-padded to the dataset's longest one ``[T_max, C]`` so torch's default collate stacks a batch.
+      The valid steps of item ``i`` are ``ds.lengths[i]``.
     """
 
     def __init__(
@@ -38,7 +49,10 @@ class CastingSequenceDataset(Dataset):
         labels: Sequence[Any] | np.ndarray,
         sequence_lengths: Sequence[int] | np.ndarray | None = None,
         max_length: int | None = None,
+        item_format: ItemFormat = "with_length",
     ) -> None:
+        if item_format not in ("with_length", "pair"):
+            raise ValueError(f"item_format must be 'with_length' or 'pair', got {item_format!r}")
         if isinstance(sequences, np.ndarray) and sequences.ndim == 3:
             n_rows, t = sequences.shape[:2]
             lengths = np.full(n_rows, t) if sequence_lengths is None else np.asarray(sequence_lengths)
@@ -56,11 +70,17 @@ class CastingSequenceDataset(Dataset):
         self.sequences = [r.astype(np.float32, copy=False) for r in rows]
         self.labels = np.asarray(labels)
         self.lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        self.item_format = item_format
 
     def __len__(self) -> int:
         return len(self.sequences)
 
-    def __getitem__(self, idx: int) -> tuple[np.ndarray, int, Any]:
+    def __getitem__(self, idx: int) -> tuple[np.ndarray, int, Any] | tuple[torch.Tensor, torch.Tensor]:
+        if self.item_format == "pair":
+            seq = self.sequences[idx]
+            padded = torch.zeros(int(self.lengths.max()), seq.shape[1])  # (T_max, C)
+            padded[: len(seq)] = torch.from_numpy(seq)
+            return padded, torch.as_tensor(self.labels[idx], dtype=torch.float32)
         return self.sequences[idx], int(self.lengths[idx]), self.labels[idx]
 
     def get_sequence_stats(self) -> dict[str, Any]:

@@ -10,8 +10,9 @@ References: Bahdanau et al. 2015 (additive attention), Raffel & Ellis 2015 (feed
 pooling for sequence classification). The layout follows nanoGPT's ``model.py``: small modules that
 take the config, no I/O or logging here.
 
-Public names kept from the original design: ``SteelDefectLSTM``, ``create_default_lstm_config``,
-``LSTMModelVariants``, ``CastingSequenceDataset``, ``LSTMPerformanceTracker``.
+Public names kept from the original design (docs/ORIGINAL_DESIGN.md, whose code blocks run as written in
+tests/test_original_design.py): ``SteelDefectLSTM``, ``create_default_lstm_config``, ``LSTMModelVariants``,
+``CastingSequenceDataset``, ``LSTMPerformanceTracker``; docs/MODEL.md maps each original name to its behaviour.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ __all__ = [
     "create_default_lstm_config",
 ]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+_ACTIVATIONS = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "sigmoid": nn.Sigmoid,
+}  # fmt: skip
 LAYER_NAMES = ("input_norm", "lstm", "attention", "pooled", "norm", "classifier")
 FREEZABLE = ("conv", "lstm", "attention", "norm", "classifier")
 
@@ -130,10 +133,17 @@ class SteelDefectLSTM(nn.Module):
         cfg = validate_lstm_config(config)
         self.cfg = cfg
         self.config = cfg.to_dict()
-        arch, head = cfg.architecture, cfg.classifier
+        arch, head, norm = cfg.architecture, cfg.classifier, cfg.normalization
+        # settings as attributes, as the original design's users read them (the config is the source of truth)
         self.input_size = arch.input_size
+        self.hidden_size = arch.hidden_size
+        self.num_layers = arch.num_layers
+        self.bidirectional = arch.bidirectional
+        self.dropout = arch.dropout
         self.num_classes = head.num_classes
-        self.use_input_norm = cfg.normalization.input_norm and cfg.data_processing.normalization == "z_score"
+        self.use_batch_norm = norm.batch_norm
+        self.use_layer_norm = norm.layer_norm and not norm.batch_norm  # batch norm wins when both are set
+        self.use_input_norm = norm.input_norm and cfg.data_processing.normalization == "z_score"
         self.register_buffer("input_mean", torch.zeros(arch.input_size))
         self.register_buffer("input_std", torch.ones(arch.input_size))
 
@@ -156,9 +166,9 @@ class SteelDefectLSTM(nn.Module):
         )
         d = arch.hidden_size * (2 if arch.bidirectional else 1)
         self.attention = MaskedAdditiveAttention(d, arch.attention_dim)
-        if cfg.normalization.batch_norm:
+        if self.use_batch_norm:
             self.norm: nn.Module = nn.BatchNorm1d(d)
-        elif cfg.normalization.layer_norm:
+        elif self.use_layer_norm:
             self.norm = nn.LayerNorm(d)
         else:
             self.norm = nn.Identity()
@@ -287,9 +297,30 @@ class SteelDefectLSTM(nn.Module):
         with torch.no_grad():
             return self._run(sequences, sequence_lengths)[layer_name]
 
-    def freeze_layers(self, layer_names: Iterable[str]) -> list[str]:
-        """Stop gradients for the named parts (see ``FREEZABLE``); the caller's list is not mutated."""
-        names = list(layer_names)
+    def freeze_layers(
+        self,
+        layer_names: Iterable[str] | None = None,
+        *,
+        freeze_lstm: bool | None = None,
+        freeze_classifier: bool | None = None,
+    ) -> list[str]:
+        """Stop gradients for the named parts (see ``FREEZABLE``); returns the names frozen.
+
+        Either a list (``freeze_layers(["lstm"])``; the caller's list is not mutated) or the original
+        keyword form ``freeze_layers(freeze_lstm=True, freeze_classifier=False)``: ``freeze_lstm`` (default
+        True) freezes the sequence encoder (the conv front-end if any, and the LSTM), ``freeze_classifier``
+        (default False) the MLP head. False leaves a part as it is; ``unfreeze_layers`` thaws.
+        """
+        if layer_names is not None and (freeze_lstm is not None or freeze_classifier is not None):
+            raise TypeError("give layer_names or freeze_lstm/freeze_classifier, not both")
+        if isinstance(layer_names, str | bool):
+            raise TypeError(f"layer_names must be a list of names, got {layer_names!r}")
+        if layer_names is None:
+            encoder = ["conv", "lstm"] if self.conv is not None else ["lstm"]
+            names = encoder if freeze_lstm is None or freeze_lstm else []
+            names = names + (["classifier"] if freeze_classifier else [])
+        else:
+            names = list(layer_names)
         unknown = [n for n in names if n not in FREEZABLE]
         if unknown:
             raise ValueError(f"unknown layer(s) {unknown}; choose from {FREEZABLE}")
@@ -312,6 +343,36 @@ class SteelDefectLSTM(nn.Module):
         """Size of parameters and buffers in MiB (float32)."""
         total = sum(t.numel() * t.element_size() for t in [*self.parameters(), *self.buffers()])
         return total / 2**20
+
+    def get_model_info(self) -> dict[str, Any]:
+        """Parameter counts, size in MiB and settings, with the original design's keys, plus the full config."""
+        cfg = self.cfg
+        return {
+            "total_parameters": self.count_parameters(),
+            "trainable_parameters": self.count_parameters(trainable_only=True),
+            "model_size_mb": self.model_size_mb(),
+            "architecture": {
+                "input_size": self.input_size,
+                "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers,
+                "bidirectional": self.bidirectional,
+                "attention_dim": cfg.architecture.attention_dim,
+                "classifier_dims": list(cfg.classifier.hidden_dims),
+                "num_classes": self.num_classes,
+            },
+            "regularization": {
+                "dropout": self.dropout,
+                "classifier_dropout": cfg.classifier.dropout,
+                "weight_decay": cfg.regularization.weight_decay,
+                "gradient_clip": cfg.regularization.gradient_clip,
+            },
+            "normalization": {
+                "batch_norm": self.use_batch_norm,
+                "layer_norm": self.use_layer_norm,
+                "input_norm": self.use_input_norm,
+            },
+            "config": cfg.to_dict(),
+        }
 
 
 def _expand_ellipsis(lengths: Any, shape: torch.Size) -> Any:

@@ -1,7 +1,8 @@
 """``LSTMPerformanceTracker``: per-epoch metrics and measured inference time / memory against targets.
 
 The targets are the original design's: AUC-ROC > 0.88, AUC-PR > 0.75, < 200 ms per sequence,
-< 4 GB memory. A ``meets_*`` flag is ``None`` until something has been measured for it.
+< 4 GB memory. A ``meets_*`` flag is ``None`` until something has been measured for it; the flags judge
+the best validation AUC and the worst (slowest) batch logged.
 """
 
 from __future__ import annotations
@@ -54,16 +55,29 @@ class LSTMPerformanceTracker:
         return max(values) if values else None
 
     def get_performance_summary(self) -> dict[str, Any]:
+        """Every key is always present; a value is ``None`` until something was logged for it.
+
+        The original design's keys: ``latest_training_metrics`` / ``latest_validation_metrics`` (the last
+        epoch's dicts), ``avg_inference_time_per_sample`` (seconds per sequence, mean over the logged
+        batches), ``peak_memory_usage_mb`` and the ``meets_*`` flags.
+        """
         best_auc, best_pr = self._best("auc_roc"), self._best("auc_pr")
+        per_sample_s = [r["seconds"] / r["batch_size"] for r in self.inference_times]
         worst_ms = max((r["ms_per_sequence"] for r in self.inference_times), default=None)
         peak_mb = max(self.memory_usage_mb, default=None)
+        latest_train = dict(self.training_history[-1]) if self.training_history else None
+        latest_val = dict(self.validation_history[-1]) if self.validation_history else None
         t = self.targets
         return {
+            "latest_training_metrics": latest_train,
+            "latest_validation_metrics": latest_val,
+            "avg_inference_time_per_sample": sum(per_sample_s) / len(per_sample_s) if per_sample_s else None,
+            "peak_memory_usage_mb": peak_mb,
             "epochs_trained": len(self.training_history),
             "best_val_auc_roc": best_auc,
             "best_val_auc_pr": best_pr,
-            "final_train": self.training_history[-1] if self.training_history else None,
-            "final_validation": self.validation_history[-1] if self.validation_history else None,
+            "final_train": latest_train,  # the same dicts under this project's earlier names
+            "final_validation": latest_val,
             "max_inference_ms_per_sequence": worst_ms,
             "peak_memory_mb": peak_mb,
             "meets_auc_target": None if best_auc is None else best_auc > t.auc_roc,
