@@ -33,7 +33,7 @@ def cli(verbose: bool) -> None:
 @cli.group()
 @click.option(
     "--dir", "root", type=click.Path(path_type=Path), default=None,
-    help="Data, logs and pid files (default: $DEVSTACK_DIR or .devstack/ in the repository).",
+    help="Data, logs and pid files (default: $DEVSTACK_DIR, else .devstack/ in the current directory).",
 )
 @click.pass_context
 def devstack(ctx: click.Context, root: Path | None) -> None:

@@ -179,8 +179,19 @@ class ModelConfig(_Section):
 
 
 class MetricsConfig(_Section):
+    """`/metrics` and `/health`; loopback only unless widened (e.g. 0.0.0.0 inside a container)."""
+
     port: int = Field(9464, ge=0, le=65535)
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
+
+
+class ResilienceConfig(_Section):
+    """How the worker waits out Redis and Kafka outages, and how long it may take to stop."""
+
+    retry_initial_s: float = Field(0.1, gt=0)  # first wait after a failed call; doubles, with jitter
+    retry_max_s: float = Field(5.0, gt=0)  # longest wait between two attempts
+    probe_interval_s: float = Field(2.0, gt=0)  # readiness: Redis and the broker are asked this often
+    shutdown_grace_s: float = Field(30.0, gt=0)  # after SIGTERM the process exits within this, even mid-outage
 
 
 class StreamConfig(_Section):
@@ -195,6 +206,7 @@ class StreamConfig(_Section):
     batching: BatchingConfig = BatchingConfig()
     model: ModelConfig = ModelConfig()
     metrics: MetricsConfig = MetricsConfig()
+    resilience: ResilienceConfig = ResilienceConfig()
 
     @property
     def redis_prefix(self) -> str:

@@ -1,8 +1,10 @@
 """Local Kafka (KRaft, single node) and Redis for development and tests, without Docker.
 
-Kafka runs from the official jars, fetched from Maven Central by ``devstack/pom.xml``; Redis is
-Debian's ``redis-server`` with AOF persistence. Data, logs and pid files live under one folder
-(``.devstack/`` by default). ``up`` is idempotent and waits until each service really answers;
+Kafka runs from the official jars, fetched from Maven Central by the pom shipped in the package
+(``stream_app/resources/kafka-pom.xml``); Redis is Debian's ``redis-server`` with AOF persistence.
+Data, logs and pid files live under one folder: ``$DEVSTACK_DIR``, else ``.devstack/`` in the current
+working directory (not beside the installed package, so every install finds the same stack).
+``up`` is idempotent and waits until each service really answers;
 ``down`` stops only the processes whose pid files it wrote; ``status`` asks each service.
 """
 
@@ -25,7 +27,7 @@ from stream_app.errors import DevstackError
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_POM = Path(__file__).resolve().parent / "resources" / "kafka-pom.xml"
 KAFKA_MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
 
@@ -39,7 +41,7 @@ class DevstackSettings:
     kafka_controller_port: int = 9093
     redis_port: int = 6379
     host: str = "127.0.0.1"
-    pom: Path = REPO_ROOT / "devstack" / "pom.xml"
+    pom: Path = KAFKA_POM
     kafka_heap: str = "768m"
     start_timeout_s: float = 90.0
 
@@ -47,7 +49,7 @@ class DevstackSettings:
     def from_env(cls, root: Path | None = None) -> DevstackSettings:
         env = os.environ
         return cls(
-            root=Path(root or env.get("DEVSTACK_DIR") or REPO_ROOT / ".devstack").resolve(),
+            root=Path(root or env.get("DEVSTACK_DIR") or Path.cwd() / ".devstack").resolve(),
             kafka_port=int(env.get("DEVSTACK_KAFKA_PORT", 9092)),
             kafka_controller_port=int(env.get("DEVSTACK_KAFKA_CONTROLLER_PORT", 9093)),
             redis_port=int(env.get("DEVSTACK_REDIS_PORT", 6379)),

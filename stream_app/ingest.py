@@ -2,7 +2,18 @@
 
 Framework-free: the worker's ingest consumer and the replay drive the same code. The caller sends
 what it returns (requests first, then dead letters), waits for the broker's acks, and only then
-commits the source records, so a crash anywhere re-processes the batch (writes are idempotent).
+commits the source records, so a crash anywhere re-processes the batch.
+
+An end marker **seals** its casting: the window is exactly the readings before it in partition order,
+whatever the timing. The seal (the end marker's n_steps and topic/partition/offset) is stored with
+the readings before it, in the same pipeline, and outlives the window, so for every later record of
+the casting the outcome is decided by position, not by timing:
+
+    reading before the seal's offset (read again)   already in the window: skipped, counted
+    reading after the seal                          `late_reading` (or `already_scored` once scored)
+    the sealing end marker read again                its scoring request is sent again (scoring dedups)
+    an identical end marker                          counted and ignored: at most one request per casting
+    an end marker with another n_steps               `conflicting_end`
 """
 
 from __future__ import annotations
@@ -12,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stream_app.errors import RejectedInput
-from stream_app.messages import EndMarker, MessageParser, Readings
+from stream_app.messages import EndMarker, Message, MessageParser, Readings
 from stream_app.metrics import Metrics
 from stream_app.records import DeadLetter, ScoringRequest, SourceRecord
-from stream_app.window_store import RedisWindowStore
+from stream_app.window_store import IngestWrites, RedisWindowStore, Seal
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +36,8 @@ class IngestOutcome:
     requests: list[ScoringRequest] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
     readings: int = 0
-    already_done: list[str] = field(default_factory=list)  # end markers re-delivered after scoring
+    repeated_ends: int = 0
+    redelivered_readings: int = 0
 
 
 def reject(record: SourceRecord, error: RejectedInput, casting_id: str | None = None) -> DeadLetter:
@@ -43,48 +55,90 @@ class IngestStage:
 
     async def process(self, records: Sequence[SourceRecord], now: float) -> IngestOutcome:
         outcome = IngestOutcome()
-        readings: list[Readings] = []
-        ends: list[tuple[SourceRecord, EndMarker]] = []
+        parsed: list[tuple[SourceRecord, Message]] = []
         for record in records:
             try:
-                message = self.parser.parse(record.key, record.value)
+                parsed.append((record, self.parser.parse(record.key, record.value)))
             except RejectedInput as error:
                 outcome.deadletters.append(reject(record, error))
-                continue
             except Exception as exc:  # a bug in our parser must not stop the stream: keep the record, say so
                 log.exception("parser failed on %s[%d]@%d", record.topic, record.partition, record.offset)
                 outcome.deadletters.append(reject(record, RejectedInput("parse_error", repr(exc)[:300])))
-                continue
+        casting_ids = list(dict.fromkeys(message.casting_id for _, message in parsed))
+        ended = list(dict.fromkeys(m.casting_id for _, m in parsed if isinstance(m, EndMarker)))
+        seals, windows = await self.store.lookup(casting_ids, ended)
+        writes = IngestWrites(readings=[], seals={}, discard=[])
+        buffered = set(windows)  # castings with readings in the store or earlier in this batch
+        for record, message in parsed:  # in partition order: a casting's records keep their order in a fetch
+            seal = seals.get(message.casting_id)
             if isinstance(message, Readings):
-                readings.append(message)
-                outcome.readings += len(message.rows)
+                self._reading(record, message, seal, writes, buffered, outcome)
             else:
-                ends.append((record, message))
-        # All readings of the batch are written before any end marker of the batch is looked at:
-        # Kafka keeps a casting's readings ahead of its end marker, and so must we.
-        await self.store.append(readings, now)
-        states = await self.store.end_states([end.casting_id for _, end in ends])
-        discard: list[str] = []
-        for (record, end), (has_window, done) in zip(ends, states, strict=True):
-            if done:
-                # Re-delivered after it was scored: replayed readings may have re-created a partial
-                # window; drop it. The outcome was produced already.
-                discard.append(end.casting_id)
-                outcome.already_done.append(end.casting_id)
-                continue
-            try:
-                if not has_window:
-                    raise RejectedInput("unknown_casting", f"end marker with n_steps={end.n_steps}, no readings")
-                self.parser.check_length(end)
-            except RejectedInput as error:
-                outcome.deadletters.append(reject(record, error, end.casting_id))
-                discard.append(end.casting_id)
-                continue
-            outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, record.source()))
-        await self.store.free(discard)
+                new_seal = self._end(record, message, seal, buffered, writes, outcome, now)
+                if new_seal is not None:
+                    seals[message.casting_id] = new_seal
+        await self.store.write_ingest(writes, now)
+        self._count(records, outcome)
+        return outcome
+
+    def _reading(self, record: SourceRecord, message: Readings, seal: Seal | None, writes: IngestWrites,
+                 buffered: set[str], outcome: IngestOutcome) -> None:
+        if seal is None:
+            writes.readings.append(message)
+            buffered.add(message.casting_id)
+            outcome.readings += len(message.rows)
+        elif seal.covers(record.topic, record.partition, record.offset):
+            outcome.redelivered_readings += len(message.rows)  # stored before the seal; the window has it
+        elif seal.outcome is not None:
+            kind = "a prediction" if seal.outcome == "P" else "a dead letter"
+            outcome.deadletters.append(reject(record, RejectedInput(
+                "already_scored", f"casting {message.casting_id} already has {kind}; reading at step "
+                f"{message.start_step} ignored ({seal.describe()})"), message.casting_id))
+        else:
+            outcome.deadletters.append(reject(record, RejectedInput(
+                "late_reading", f"step {message.start_step} arrived after the end marker; the window is unchanged "
+                f"({seal.describe()})"), message.casting_id))
+
+    def _end(self, record: SourceRecord, end: EndMarker, seal: Seal | None, buffered: set[str],
+             writes: IngestWrites, outcome: IngestOutcome, now: float) -> Seal | None:
+        """Decide one end marker; returns the seal it creates, if any."""
+        here = (record.topic, record.partition, record.offset)
+        if seal is not None and not seal.is_at(*here):
+            if end.n_steps == seal.n_steps:
+                outcome.repeated_ends += 1
+            else:
+                outcome.deadletters.append(reject(record, RejectedInput(
+                    "conflicting_end", f"n_steps={end.n_steps}, but {seal.describe()}"), end.casting_id))
+            return None
+        try:
+            self.parser.check_length(end)
+        except RejectedInput as error:  # the casting ends here all the same: seal it, drop its window
+            outcome.deadletters.append(reject(record, error, end.casting_id))
+            writes.discard.append(end.casting_id)
+            new = Seal(end.n_steps, *here, outcome="D")
+            if seal is None:
+                writes.seals[end.casting_id] = new
+            return new
+        if seal is not None:  # the sealing end marker read again (restart, outage): ask for scoring again
+            if seal.outcome is None:
+                outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, record.source()))
+            return None
+        if end.casting_id not in buffered:
+            outcome.deadletters.append(reject(record, RejectedInput(
+                "unknown_casting", f"end marker with n_steps={end.n_steps}, no readings"), end.casting_id))
+            return None
+        new = Seal(end.n_steps, *here)
+        writes.seals[end.casting_id] = new
+        outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, record.source()))
+        return new
+
+    def _count(self, records: Sequence[SourceRecord], outcome: IngestOutcome) -> None:
         self.metrics.messages_consumed.inc(len(records))
         self.metrics.readings_ingested.inc(outcome.readings)
         self.metrics.ingest_batch_size.observe(len(records))
+        if outcome.repeated_ends:
+            self.metrics.repeated_ends.inc(outcome.repeated_ends)
+        if outcome.redelivered_readings:
+            self.metrics.redelivered_readings.inc(outcome.redelivered_readings)
         for letter in outcome.deadletters:
             self.metrics.deadletters.labels(letter.reason).inc()
-        return outcome

@@ -10,8 +10,10 @@ Delivery: a batch's offsets are committed only after its window writes are done 
 requests and dead letters it produced are acknowledged by the broker, so a crash or SIGTERM anywhere
 before the commit re-reads the batch (at-least-once; the writes are idempotent). A rebalance waits
 for the batch in hand to be committed (the listener takes the same lock), so a partition's next owner
-starts where this one stopped. A batch that fails (Redis or the broker unreachable) is read again
-from its first offsets after a pause; nothing is skipped and the loop keeps running.
+starts where this one stopped. A batch that meets an outage (Redis or the broker unreachable) waits
+in hand, retried with backoff (`outages.Dependency`), until the outage ends; nothing is skipped and the
+loop keeps running. If the group takes the batch's partitions away meanwhile, the batch is dropped
+uncommitted and its next owner reads it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from redis.exceptions import RedisError
 
 from stream_app.config import StreamConfig
 from stream_app.connections import aiokafka_kwargs
 from stream_app.ingest import IngestOutcome, IngestStage
+from stream_app.outages import Dependency, OutageAbandoned, is_outage
 from stream_app.records import SourceRecord
 
 log = logging.getLogger(__name__)
@@ -43,12 +45,16 @@ def ingest_group_id(cfg: StreamConfig) -> str:
 
 
 class IngestConsumer(ConsumerRebalanceListener):
-    def __init__(self, cfg: StreamConfig, stage: IngestStage, send: SendOutcome, retry_pause_s: float = 1.0) -> None:
+    def __init__(self, cfg: StreamConfig, stage: IngestStage, send: SendOutcome, redis: Dependency,
+                 kafka: Dependency) -> None:
         self.cfg = cfg
         self.stage = stage
         self.send = send
-        self.retry_pause_s = retry_pause_s
+        self.redis = redis
+        self.kafka = kafka
+        self.consumer: AIOKafkaConsumer | None = None  # set while running (the health probe asks it)
         self._batch_lock = asyncio.Lock()
+        self._revoking = False
 
     def create_consumer(self) -> AIOKafkaConsumer:
         kafka = self.cfg.kafka
@@ -67,7 +73,8 @@ class IngestConsumer(ConsumerRebalanceListener):
         """Consume until cancelled; leaves the group on the way out."""
         consumer = self.create_consumer()
         consumer.subscribe([self.cfg.topics.sensors], listener=self)
-        await consumer.start()
+        await self.kafka.call(consumer.start, "ingest consumer start")
+        self.consumer = consumer
         log.info("ingest consuming %s in group %s", self.cfg.topics.sensors, ingest_group_id(self.cfg))
         batching = self.cfg.batching
         try:
@@ -75,27 +82,36 @@ class IngestConsumer(ConsumerRebalanceListener):
                 batches = await consumer.getmany(
                     timeout_ms=int(batching.ingest_take_timeout_s * 1000), max_records=batching.ingest_take_size
                 )
-                if batches and not await self._handle(consumer, batches):
-                    await asyncio.sleep(self.retry_pause_s)
+                if batches:
+                    await self._handle(consumer, batches)
         finally:
-            await consumer.stop()
+            self.consumer = None
+            # leaving the group needs the broker; during an outage do not hold up the shutdown for it
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), timeout=5)
 
-    async def _handle(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list]) -> bool:
-        """Process and commit one fetch; False (after seeking back) when it has to be read again."""
+    async def _handle(self, consumer: AIOKafkaConsumer, batches: dict[TopicPartition, list]) -> None:
+        """Process, send and commit one fetch, waiting out outages; an abandoned batch is sought back."""
         async with self._batch_lock:
             records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
                        for messages in batches.values() for m in messages]
+            now = time.time()
             try:
-                now = time.time()
-                await self.send(await self.stage.process(records, now), now)
-            except (TimeoutError, RedisError, KafkaError, OSError) as exc:
-                log.error("ingest batch of %d records failed (%s: %s); reading it again in %.0f s",
-                          len(records), type(exc).__name__, exc, self.retry_pause_s)
+                retried = self.stage.metrics.ingest_retries.inc
+                outcome = await self.redis.call(lambda: self.stage.process(records, now), "ingest",
+                                                give_up=self._given_up, on_failure=retried)
+                await self.kafka.call(lambda: self.send(outcome, now), "ingest sends", give_up=self._given_up,
+                                      on_failure=retried)
+            except Exception as exc:
+                if not (isinstance(exc, OutageAbandoned) or is_outage(exc)):
+                    raise
+                # the partitions are being revoked: not ours to finish; the next owner reads it again
+                log.warning("ingest batch of %d records handed back uncommitted (partitions revoked during an "
+                            "outage)", len(records))
                 for tp, messages in batches.items():
-                    with contextlib.suppress(IllegalStateError):  # moved to another worker: it re-reads them
+                    with contextlib.suppress(IllegalStateError):
                         consumer.seek(tp, messages[0].offset)
-                self.stage.metrics.ingest_retries.inc()
-                return False
+                return
             try:
                 await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in batches.items()})
             except (CommitFailedError, IllegalStateError) as exc:
@@ -108,11 +124,19 @@ class IngestConsumer(ConsumerRebalanceListener):
                 # rebalance re-reads them, which the idempotent writes make harmless
                 log.warning("ingest commit of %d records failed (%s: %s); a later commit covers them",
                             len(records), type(exc).__name__, exc)
-        return True
+
+    def _given_up(self) -> bool:
+        return self._revoking
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._batch_lock:  # let the batch in hand finish and commit before the partitions move
-            pass
+        # let the batch in hand finish and commit before the partitions move; one waiting out an outage
+        # stops waiting (`_given_up`) and is left uncommitted for the next owner
+        self._revoking = True
+        try:
+            async with self._batch_lock:
+                pass
+        finally:
+            self._revoking = False
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("ingest assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "nothing")

@@ -26,6 +26,7 @@ REASONS: dict[str, str] = {
     "oversized": "message larger than validation.max_message_bytes",
     "bad_key": "missing key, or a key that is not UTF-8",
     "malformed_json": "value is not UTF-8 JSON",
+    "too_deep": "JSON nested deeper than the parser's limit (valid JSON, but no message of the contract)",
     "not_an_object": "JSON value is not an object",
     "missing_field": "a required field is absent",
     "bad_type": "a field has the wrong type",
@@ -39,7 +40,10 @@ REASONS: dict[str, str] = {
     "too_short": "end marker with n_steps below validation.min_steps",
     "too_long": "end marker with n_steps above validation.max_steps",
     "unknown_casting": "end marker for a casting with no buffered readings",
-    "length_mismatch": "buffered steps at or after the end marker's n_steps",
+    "length_mismatch": "readings before the end marker at or after its n_steps",
+    "late_reading": "a reading after its casting's end marker (the casting was sealed; the window is unchanged)",
+    "conflicting_end": "an end marker whose n_steps differs from the one that sealed the casting",
+    "already_scored": "a reading for a casting id whose outcome was already produced (ids are kept redis.key_ttl_s)",
     "too_many_gaps": "share of missing steps above window.max_gap_share",
     "incomplete": "no end marker within window.abandon_after_s",
     "parse_error": "the parser failed unexpectedly (a bug: the worker logs the traceback)",
@@ -178,6 +182,8 @@ def _loads(value: bytes) -> object:
         return json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise RejectedInput("malformed_json", str(exc)[:200]) from None
+    except RecursionError:  # orjson stops at 1024 levels, the standard library at the interpreter's stack
+        raise RejectedInput("too_deep", "JSON nested deeper than 1024 levels") from None
 
 
 def _decode_key(key: bytes | None) -> str:

@@ -6,7 +6,12 @@ queue delay (end marker consumed -> its batch starts scoring) and batch fill (ba
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import json
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from stream_app.messages import REASONS
 
@@ -28,8 +33,24 @@ class Metrics:
             "casting_messages_consumed_total", "Records consumed from the sensor topic", registry=r
         )
         self.ingest_retries = Counter(
-            "casting_ingest_batch_retries_total", "Ingest batches read again because Redis or the broker failed",
+            "casting_ingest_batch_retries_total", "Ingest batch attempts retried because Redis or the broker failed",
             registry=r,
+        )
+        self.repeated_ends = Counter(
+            "casting_repeated_end_markers_total",
+            "End markers identical to the one that sealed their casting (ignored)", registry=r,
+        )
+        self.redelivered_readings = Counter(
+            "casting_redelivered_readings_total",
+            "Readings read again (after a restart or outage) that were already in their sealed window", registry=r,
+        )
+        self.dependency_up = Gauge(
+            "casting_dependency_up", "1 while the worker reaches the dependency, 0 during an outage",
+            ["dependency"], registry=r,
+        )
+        self.outage_seconds = Counter(
+            "casting_dependency_outage_seconds_total", "Seconds the worker could not reach the dependency",
+            ["dependency"], registry=r,
         )
         self.castings_scored = Counter("casting_castings_scored_total", "Predictions produced", registry=r)
         self.duplicates_resent = Counter(
@@ -68,7 +89,33 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int:
-        """Start the HTTP endpoint in a daemon thread; returns the bound port (port 0 picks one)."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "127.0.0.1", health: Callable[[], dict] | None = None) -> int:
+        """Serve `/metrics` (Prometheus) and `/health` (200 when ready, else 503; JSON body from `health()`)
+        in a daemon thread; returns the bound port (port 0 picks one)."""
+        registry = self.registry
+        health = health or (lambda: {"ready": True})
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                path = self.path.split("?", 1)[0]
+                if path in ("/metrics", "/"):
+                    body, status, kind = generate_latest(registry), 200, CONTENT_TYPE_LATEST
+                elif path == "/health":
+                    report = health()
+                    body = json.dumps(report).encode()
+                    status, kind = (200 if report.get("ready") else 503), "application/json"
+                else:
+                    body, status, kind = b"not found: try /metrics or /health\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002 - scrapes every few seconds: not logged
+                pass
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
         return int(server.server_port)

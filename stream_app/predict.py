@@ -22,6 +22,7 @@ import orjson
 from stream_app.config import WindowConfig
 from stream_app.errors import RejectedInput
 from stream_app.metrics import Metrics
+from stream_app.outages import Dependency
 from stream_app.records import DeadLetter, ScoringRequest, iso_time
 from stream_app.scoring import Score, Scorer
 from stream_app.window_store import RedisWindowStore
@@ -103,6 +104,7 @@ class ScoringStage:
         metrics: Metrics,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
+        redis: Dependency | None = None,
     ) -> None:
         self.store = store
         self.scorer = scorer
@@ -112,6 +114,10 @@ class ScoringStage:
         self.metrics = metrics
         self.executor = executor
         self.clock = clock
+        self.redis = redis  # with one, every store call waits out Redis outages; without, errors propagate
+
+    async def _store(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        return await (self.redis.call(fn, what) if self.redis is not None else fn())
 
     async def process(self, requests: Sequence[ScoringRequest]) -> ScoringOutcome:
         """One batch from start to stored outcomes (the replay's way; the worker pipelines the two halves)."""
@@ -126,7 +132,7 @@ class ScoringStage:
         ids = list(unique)
         batch.outcome.casting_ids = ids
         started = self.clock()
-        fetched = await self.store.fetch(ids)
+        fetched = await self._store(lambda: self.store.fetch(ids), "scoring fetch")
         for casting_id, (rows, stored) in zip(ids, fetched, strict=True):
             request = unique[casting_id]
             if stored is not None:
@@ -167,7 +173,8 @@ class ScoringStage:
                 batch.new_outcomes.append(NewOutcome(request.casting_id, stored, None, request.end_consumed_at))
         # Another batch (a re-delivery in flight, another worker) may have stored an outcome for the same
         # casting since the fetch: the first stored one wins, so every copy sent carries the same bytes.
-        earlier = await self.store.record_outcomes([(new.casting_id, new.stored) for new in batch.new_outcomes])
+        to_record = [(new.casting_id, new.stored) for new in batch.new_outcomes]
+        earlier = await self._store(lambda: self.store.record_outcomes(to_record), "storing outcomes")
         now = self.clock()
         for new, first in zip(batch.new_outcomes, earlier, strict=True):
             if first is not None:
@@ -190,7 +197,7 @@ class ScoringStage:
 
     async def finish(self, outcome: ScoringOutcome) -> None:
         """After the outcomes are acknowledged by the broker: free the windows."""
-        await self.store.free(outcome.casting_ids)
+        await self._store(lambda: self.store.free(outcome.casting_ids), "freeing windows")
 
 
 Deliver = Callable[[ScoringOutcome, T], Awaitable[None]]

@@ -3,8 +3,12 @@
 A bounded job, so no consumer group: an aiokafka consumer is assigned every partition, seeks to
 `--from` (earliest or the first offset at/after an ISO time), and stops at the end offsets seen at
 start (or at `--until`). It runs under its own app id, hence its own Redis prefix, and writes to its
-own output topics, so a live worker on the same topic is untouched. Castings whose first reading lies
-before `--from` are skipped (their window would be partial), as are castings still open at the stop.
+own output topics, so a live worker on the same topic is untouched. Castings with a record before
+`--from` in their partition are skipped (their window would be partial), as are castings still open
+at the stop. That is decided from offsets, not from the readings that survive validation: the replay
+reads the keys of the records in the `window.abandon_after_s` before `--from` (a casting idle longer
+than that was dead-lettered live as `incomplete` anyway). With `--from earliest` nothing is skipped,
+so a replay scores every casting the live worker scored.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -43,6 +47,7 @@ class ReplayError(StreamAppError):
 class ReplayPlan:
     start: dict[TopicPartition, int]
     stop: dict[TopicPartition, int]  # exclusive
+    lookback: dict[TopicPartition, int] = field(default_factory=dict)  # keys read from here up to `start`
 
     @property
     def total(self) -> int:
@@ -86,7 +91,8 @@ def parse_time(text: str) -> datetime:
 
 
 async def plan_replay(
-    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str, start: str, until: str | None
+    consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str, start: str, until: str | None,
+    lookback_s: float = 0.0,
 ) -> ReplayPlan:
     if topic not in await consumer.topics():  # checked first: a metadata request for it could create it
         raise ReplayError(f"topic {topic!r} does not exist")
@@ -99,11 +105,32 @@ async def plan_replay(
         found = await consumer.offsets_for_times({tp: int(moment.timestamp() * 1000) for tp in tps})
         return {tp: (found[tp].offset if found.get(tp) is not None else end[tp]) for tp in tps}
 
-    first = dict(beginning) if start == "earliest" else await offsets_at(parse_time(start))
+    if start == "earliest":
+        first, lookback = dict(beginning), dict(beginning)
+    else:
+        moment = parse_time(start)
+        first = await offsets_at(moment)
+        lookback = await offsets_at(moment - timedelta(seconds=lookback_s))
     stop = dict(end)
     if until is not None:
         stop = {tp: min(offset, end[tp]) for tp, offset in (await offsets_at(parse_time(until))).items()}
-    return ReplayPlan(first, stop)
+    return ReplayPlan(first, stop, lookback)
+
+
+async def keys_before_start(consumer: AIOKafkaConsumer, plan: ReplayPlan, batch: int) -> set[bytes]:
+    """Record keys (casting ids) between each partition's lookback and start offsets."""
+    todo = {tp for tp in plan.start if plan.lookback[tp] < plan.start[tp]}
+    for tp in todo:
+        consumer.seek(tp, plan.lookback[tp])
+    keys: set[bytes] = set()
+    while todo:
+        batches = await consumer.getmany(*todo, timeout_ms=1000, max_records=batch)
+        for tp, messages in batches.items():
+            keys.update(m.key for m in messages if m.offset < plan.start[tp] and m.key is not None)
+        for tp in list(todo):
+            if await consumer.position(tp) >= plan.start[tp]:
+                todo.discard(tp)
+    return keys
 
 
 async def run_replay(
@@ -135,9 +162,11 @@ async def run_replay(
     await consumer.start()
     await producer.start()
     try:
-        plan = await plan_replay(consumer, producer, cfg.topics.sensors, start, until)
+        plan = await plan_replay(consumer, producer, cfg.topics.sensors, start, until, cfg.window.abandon_after_s)
         active = {tp for tp in plan.start if plan.start[tp] < plan.stop[tp]}
         consumer.assign(list(plan.start))
+        began_before = await keys_before_start(consumer, plan, cfg.batching.ingest_take_size)
+        skipped: set[bytes] = set()
         for tp, offset in plan.start.items():
             consumer.seek(tp, offset)
         log.info("replaying %d records of %s into %s", plan.total, cfg.topics.sensors, predictions_topic)
@@ -145,17 +174,25 @@ async def run_replay(
             while active:
                 batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
                 records = []
+                read = 0
                 for tp, messages in batches.items():
-                    records.extend(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                                   for m in messages if m.offset < plan.stop[tp])
+                    for m in messages:
+                        if m.offset >= plan.stop[tp]:
+                            continue
+                        read += 1
+                        if m.key in began_before:
+                            skipped.add(m.key)
+                            continue
+                        records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
                 for tp in list(active):
                     if await consumer.position(tp) >= plan.stop[tp]:
                         active.discard(tp)
-                if not records:
-                    continue
-                await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary)
-                summary.records += len(records)
-                advance(len(records), readings=summary.readings, castings=summary.castings_scored)
+                summary.started_before_from = len(skipped)
+                if records:
+                    await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic,
+                                   summary)
+                summary.records += read
+                advance(read, readings=summary.readings, castings=summary.castings_scored)
         summary.open_at_stop = await store.open_count()
     finally:
         summary.seconds = time.monotonic() - began
@@ -174,12 +211,6 @@ async def _process(records, ingest, scoring, store, producer, predictions_topic,
                outcome.deadletters]
     summary.deadletters.update(letter.reason for letter in outcome.deadletters)
     requests = outcome.requests
-    if requests:
-        has_start = await store.has_step([r.casting_id for r in requests], 0)
-        partial = [r.casting_id for r, ok in zip(requests, has_start, strict=True) if not ok]
-        summary.started_before_from += len(partial)
-        await store.free(partial)
-        requests = [r for r, ok in zip(requests, has_start, strict=True) if ok]
     size = scoring.max_batch_size
     for i in range(0, len(requests), size):
         scored = await scoring.process(requests[i : i + size])

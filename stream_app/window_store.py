@@ -5,18 +5,55 @@ Keys (all under the app's prefix, so a replay with another app id never touches 
     {prefix}:open                zset   casting_id -> last activity (epoch s), for the abandonment sweep
     {prefix}:done:{casting_id}   string the outcome already produced for this casting (a prediction or a
                                  dead letter), so a re-delivered request re-sends the same bytes
+    {prefix}:seal:{casting_id}   hash   the end marker that sealed the casting: n (n_steps), t/p/o (its topic,
+                                 partition, offset), and d (P or D) once the casting's outcome is stored.
+                                 Kept after the window is freed, so late readings and reused ids are seen
     {prefix}:claim:{casting_id}  string one worker's claim on an abandoned casting (expires, never deleted)
-Every key carries a TTL as a safety net. No method makes more than one round trip.
+Every key carries a TTL (`redis.key_ttl_s`) as a safety net. No method makes more than one round trip.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio
 
 from stream_app.messages import Readings
 from stream_app.windows import pack_row
+
+
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """Where a casting's end marker was read: everything before it in its partition is the window."""
+
+    n_steps: int
+    topic: str
+    partition: int
+    offset: int
+    outcome: str | None = None  # "P" (prediction) or "D" (dead letter) once the outcome is stored
+
+    def covers(self, topic: str, partition: int, offset: int) -> bool:
+        """True for a record read before the end marker in the same partition (a re-delivery after a restart)."""
+        return topic == self.topic and partition == self.partition and offset < self.offset
+
+    def describe(self) -> str:
+        if self.n_steps < 0:
+            return "the casting was dead-lettered as incomplete (no end marker in time)"
+        return f"the casting was sealed with n_steps={self.n_steps} at {self.topic}[{self.partition}]@{self.offset}"
+
+    def is_at(self, topic: str, partition: int, offset: int) -> bool:
+        """True for the sealing end marker itself, read again."""
+        return topic == self.topic and partition == self.partition and offset == self.offset
+
+
+@dataclass
+class IngestWrites:
+    """What one ingest batch changes in the store, written in one pipeline in this order."""
+
+    readings: list[Readings]
+    seals: dict[str, Seal]  # casting id -> its new seal
+    discard: list[str]  # castings whose window is dropped (end marker rejected)
 
 
 class RedisWindowStore:
@@ -36,6 +73,65 @@ class RedisWindowStore:
         """Write every row of every message in one pipeline; HSET per casting, not per reading."""
         if not batch:
             return
+        pipe = self.client.pipeline(transaction=False)
+        opened = self._queue_rows(pipe, batch)
+        pipe.zadd(self.open_key, dict.fromkeys(opened, now))
+        pipe.expire(self.open_key, self.ttl_s)
+        await pipe.execute()
+
+    def seal_key(self, casting_id: str) -> str:
+        return f"{self.prefix}:seal:{casting_id}"
+
+    async def lookup(
+        self, casting_ids: Sequence[str], window_ids: Sequence[str]
+    ) -> tuple[dict[str, Seal], set[str]]:
+        """The seals of `casting_ids` (those sealed), and which of `window_ids` have a buffered window."""
+        if not casting_ids and not window_ids:
+            return {}, set()
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id in casting_ids:
+            pipe.hmget(self.seal_key(casting_id), "n", "t", "p", "o", "d")
+        for casting_id in window_ids:
+            pipe.exists(self.window_key(casting_id))
+        replies = await pipe.execute()
+        seals = {}
+        for casting_id, (n, topic, partition, offset, outcome) in zip(casting_ids, replies, strict=False):
+            if n is not None and topic is not None and partition is not None and offset is not None:
+                seals[casting_id] = Seal(int(n), topic.decode(), int(partition), int(offset),
+                                         outcome.decode() if outcome else None)
+        windows = {c for c, flag in zip(window_ids, replies[len(casting_ids):], strict=True) if flag}
+        return seals, windows
+
+    async def write_ingest(self, writes: IngestWrites, now: float) -> None:
+        """Readings, then seals, then discards, in one round trip. Redis runs a pipeline's commands in order,
+        so a seal that is stored implies the readings before it are stored too."""
+        pipe = self.client.pipeline(transaction=False)
+        opened = self._queue_rows(pipe, writes.readings)
+        still_open = [c for c in opened if c not in writes.seals and c not in writes.discard]
+        if still_open:
+            pipe.zadd(self.open_key, dict.fromkeys(still_open, now))
+            pipe.expire(self.open_key, self.ttl_s)
+        for casting_id, seal in writes.seals.items():
+            key = self.seal_key(casting_id)
+            pipe.hset(key, mapping=self._seal_fields(seal))
+            pipe.expire(key, self.ttl_s)
+        closed = [*writes.seals, *writes.discard]
+        if closed:
+            pipe.zrem(self.open_key, *closed)
+        if writes.discard:
+            pipe.delete(*(self.window_key(c) for c in writes.discard))
+        if len(pipe):
+            await pipe.execute()
+
+    @staticmethod
+    def _seal_fields(seal: Seal) -> Mapping[str, str | int]:
+        fields: dict[str, str | int] = {"n": seal.n_steps, "t": seal.topic, "p": seal.partition, "o": seal.offset}
+        if seal.outcome:
+            fields["d"] = seal.outcome
+        return fields
+
+    def _queue_rows(self, pipe, batch: Sequence[Readings]) -> list[str]:
+        """HSET per casting, not per reading; returns the castings written."""
         per_casting: dict[str, dict[int, bytes]] = {}
         for message in batch:
             rows = per_casting.setdefault(message.casting_id, {})
@@ -43,26 +139,11 @@ class RedisWindowStore:
             width = len(packed) // len(message.rows)
             for i in range(len(message.rows)):
                 rows[message.start_step + i] = packed[i * width : (i + 1) * width]
-        pipe = self.client.pipeline(transaction=False)
         for casting_id, rows in per_casting.items():
             key = self.window_key(casting_id)
             pipe.hset(key, mapping=rows)
             pipe.expire(key, self.ttl_s)
-        pipe.zadd(self.open_key, dict.fromkeys(per_casting, now))
-        pipe.expire(self.open_key, self.ttl_s)
-        await pipe.execute()
-
-    async def end_states(self, casting_ids: Sequence[str]) -> list[tuple[bool, bool]]:
-        """(window exists, outcome already produced) per casting; also takes them off the sweep list."""
-        if not casting_ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id in casting_ids:
-            pipe.exists(self.window_key(casting_id))
-            pipe.exists(self.done_key(casting_id))
-        pipe.zrem(self.open_key, *casting_ids)
-        flags = await pipe.execute()
-        return [(bool(flags[2 * i]), bool(flags[2 * i + 1])) for i in range(len(casting_ids))]
+        return list(per_casting)
 
     async def fetch(self, casting_ids: Sequence[str]) -> list[tuple[dict[int, bytes], bytes | None]]:
         """(rows by step, stored outcome or None) per casting, in one round trip."""
@@ -79,26 +160,35 @@ class RedisWindowStore:
             out.append(({int(step): row for step, row in raw_rows.items()}, done))
         return out
 
-    async def has_step(self, casting_ids: Sequence[str], step: int) -> list[bool]:
-        if not casting_ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id in casting_ids:
-            pipe.hexists(self.window_key(casting_id), str(step))
-        return [bool(flag) for flag in await pipe.execute()]
-
     async def record_outcomes(self, outcomes: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
         """Remember what was produced for each casting before it is sent (see module docstring).
 
         The first outcome stored for a casting wins (`SET NX GET`, Redis >= 7.0): for each one given,
         returns None where it was stored, or the outcome stored earlier, which is the one to send.
+        The casting's seal learns that it has an outcome (readings under its id are then `already_scored`).
         """
         if not outcomes:
             return []
         pipe = self.client.pipeline(transaction=False)
         for casting_id, payload in outcomes:
             pipe.set(self.done_key(casting_id), payload, ex=self.ttl_s, nx=True, get=True)
-        return list(await pipe.execute())
+            pipe.hset(self.seal_key(casting_id), "d", payload[:1])
+            pipe.expire(self.seal_key(casting_id), self.ttl_s)
+        replies = await pipe.execute()
+        return list(replies[::3])
+
+    async def seal_abandoned(self, casting_ids: Sequence[str]) -> None:
+        """Seal castings dead-lettered as `incomplete` (no end marker). HSETNX: an end marker that sealed
+        the casting meanwhile keeps its own seal."""
+        if not casting_ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for casting_id in casting_ids:
+            key = self.seal_key(casting_id)
+            for name, value in (("n", -1), ("t", ""), ("p", -1), ("o", -1), ("d", "D")):
+                pipe.hsetnx(key, name, value)
+            pipe.expire(key, self.ttl_s)
+        await pipe.execute()
 
     async def free(self, casting_ids: Sequence[str]) -> None:
         if not casting_ids:

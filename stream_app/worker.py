@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -107,8 +109,40 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     ensure_topics(cfg)
     adopt_previous_ingest_offsets(cfg)
     metrics = Metrics()
-    port = metrics.serve(cfg.metrics.port, cfg.metrics.host)
-    log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, port)
-    app = create_app(build_parts(cfg, scorer, metrics), datadir=datadir)
-    worker = faust.Worker(app, loglevel=loglevel, redirect_stdouts=False)
+    parts = build_parts(cfg, scorer, metrics)
+    port = metrics.serve(cfg.metrics.port, cfg.metrics.host, health=parts.health)
+    log.info("metrics on http://%s:%d/metrics, readiness on /health", cfg.metrics.host, port)
+    app = create_app(parts, datadir=datadir)
+    worker = _worker_with_grace(faust.Worker)(app, loglevel=loglevel, redirect_stdouts=False)
+    worker.grace_s = cfg.resilience.shutdown_grace_s
     worker.execute_from_commandline()
+
+
+def _worker_with_grace(base: type) -> type:
+    """faust's Worker, plus a deadline on stopping: after SIGTERM/SIGINT the process exits within
+    `grace_s` even if a client is still waiting on an unreachable Redis or broker. Whatever was not
+    finished by then is uncommitted and unacknowledged, so the next worker reads it again."""
+
+    class GracefulWorker(base):  # type: ignore[misc, valid-type]
+        grace_s: float = 30.0
+
+        def _arm(self) -> None:
+            def expire() -> None:
+                log.warning("still stopping after %.0f s (shutdown_grace_s); exiting now, uncommitted work "
+                            "will be read again by the next worker", self.grace_s)
+                logging.shutdown()
+                os._exit(0)
+
+            timer = threading.Timer(self.grace_s, expire)
+            timer.daemon = True
+            timer.start()
+
+        def _on_sigterm(self) -> None:
+            self._arm()
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            self._arm()
+            super()._on_sigint()
+
+    return GracefulWorker

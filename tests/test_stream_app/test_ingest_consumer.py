@@ -16,6 +16,7 @@ from stream_app.ingest import IngestOutcome, IngestStage
 from stream_app.ingest_consumer import IngestConsumer, ingest_group_id
 from stream_app.messages import MessageParser
 from stream_app.metrics import Metrics
+from stream_app.outages import Dependency
 from stream_app.window_store import RedisWindowStore
 from stream_app.worker import adopt_previous_ingest_offsets
 from tests.test_stream_app.harness import free_port, make_castings, produce_castings
@@ -76,23 +77,30 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         requests.extend(r.casting_id for r in outcome.requests)
 
     metrics = Metrics()
+    redis_dep = Dependency("redis", initial_wait_s=0.05, max_wait_s=0.2)
     consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send,
-                              retry_pause_s=0.2)
+                              redis_dep, Dependency("kafka"))
     sync = create_redis_sync(cfg.redis)
     task = asyncio.create_task(consumer.run())
-    def failures() -> list[str]:
-        return [r.getMessage() for r in caplog.records if "reading it again" in r.getMessage()]
+
+    def lines(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
     try:
-        with caplog.at_level(logging.ERROR, logger="stream_app.ingest_consumer"):
-            assert await eventually(lambda: len(failures()) >= 2, task), "the outage was never noticed"
-        assert "ConnectionError" in failures()[0]
-        assert metrics.ingest_retries._value.get() >= 2
-        assert requests == []
-        assert (await committed_offsets(cfg))[0] == 0  # nothing committed while Redis is away
+        with caplog.at_level(logging.INFO, logger="stream_app.outages"):
+            assert await eventually(lambda: redis_dep.failed_attempts >= 5, task), "the outage was never noticed"
+            assert not redis_dep.ready
+            assert metrics.ingest_retries._value.get() >= 5
+            assert requests == []
+            assert (await committed_offsets(cfg))[0] == 0  # nothing committed while Redis is away
 
-        store.client = real  # Redis is back
-        await eventually(lambda: len(requests) == len(castings), task)
+            store.client = real  # Redis is back
+            await eventually(lambda: len(requests) == len(castings), task)
+        assert redis_dep.ready
+        unreachable_lines = lines("unreachable")
+        assert len(unreachable_lines) == 1, unreachable_lines  # one line per outage, not one per attempt
+        assert "ConnectionError" in unreachable_lines[0]
+        assert len(lines("redis is back after")) == 1
         assert sorted(requests) == sorted(c.casting_id for c in castings)
         for casting in castings:  # every reading of the failed batches was written after all
             assert sync.hlen(store.window_key(casting.casting_id)) == len(casting.values)
@@ -126,7 +134,8 @@ async def test_an_upgrade_starts_where_the_faust_agent_group_stopped(service_con
     metrics = Metrics()
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     assert adopt_previous_ingest_offsets(cfg) == stood  # as a worker starts
-    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send)
+    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send,
+                              Dependency("redis"), Dependency("kafka"))
     task = asyncio.create_task(consumer.run())
     try:
         assert await eventually(lambda: fully_committed(cfg), task)

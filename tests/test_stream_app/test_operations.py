@@ -54,10 +54,12 @@ def test_abandoned_casting_is_dead_lettered_and_freed(service_config, worker_fac
         time.sleep(0.1)
     assert not redis.exists(window_key)
     assert redis.zscore(f"{cfg.redis_prefix}:open", "AB-0000") is None
-    # an end marker that arrives after the sweep finds nothing to score: dead-lettered, not lost
+    # an end marker that arrives after the sweep: the sweep sealed the casting as incomplete, so the end
+    # marker conflicts with that seal (dead-lettered, not lost, and no new window is started)
     produce(cfg, [(b"AB-0000", end_message("AB-0000", 120))])
     letters.read_until(lambda r: len(r) >= 2, timeout_s=60)
-    assert letters.json()[1]["reason"] == "unknown_casting"
+    assert letters.json()[1]["reason"] == "conflicting_end"
+    assert "incomplete" in letters.json()[1]["detail"]
     redis.close()
 
 

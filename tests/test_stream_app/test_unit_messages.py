@@ -19,6 +19,8 @@ KEY = b"C-1"
 #: reasons decided on a whole window or by the sweep, not by `parse`/`check_length`
 # reasons given to windows (at end marker, scoring or sweep) and the safety net for parser bugs, not to records
 WINDOW_REASONS = {"unknown_casting", "length_mismatch", "too_many_gaps", "incomplete", "parse_error"}
+#: reasons decided by a record's place after its casting's seal (tests/test_stream_app/test_unit_ingest.py)
+SEAL_REASONS = {"late_reading", "conflicting_end", "already_scored"}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +71,9 @@ REJECTED = [
     pytest.param(KEY, None, "malformed_json", "tombstone", id="malformed-none-value"),
     pytest.param(KEY, b"", "malformed_json", "", id="malformed-empty-value"),
     pytest.param(KEY, b"{not json", "malformed_json", "", id="malformed-not-json"),
+    pytest.param(KEY, b"[" * 5000 + b"]" * 5000, "too_deep", "1024 levels", id="too-deep-list"),
+    pytest.param(KEY, b'{"type":"reading","casting_id":"C-1","ts":' + b'{"a":' * 3000 + b"1" + b"}" * 3001,
+                 "too_deep", "1024 levels", id="too-deep-valid-object"),
     pytest.param(KEY, reading()[:-5], "malformed_json", "", id="malformed-truncated"),
     pytest.param(KEY, b'{"type":"end","casting_id":"C-\xff","n_steps":300}', "malformed_json", "utf-8",
                  id="malformed-value-not-utf8"),
@@ -210,7 +215,7 @@ def test_check_length_accepts_bounds(parser, n_steps):
 
 def test_table_covers_every_reason_the_parser_produces():
     table = {p.values[2] for p in REJECTED} | {"too_short", "too_long"}
-    assert table == set(REASONS) - WINDOW_REASONS
+    assert table == set(REASONS) - WINDOW_REASONS - SEAL_REASONS
 
 
 def test_oversized_is_checked_before_anything_else(parser):
