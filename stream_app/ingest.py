@@ -10,7 +10,7 @@ the readings before it, in the same pipeline, and outlives the window, so for ev
 the casting the outcome is decided by position, not by timing:
 
     reading before the seal's offset (read again)   already in the window: skipped, counted
-    reading after the seal                          `late_reading` (or `already_scored` once scored)
+    reading after the seal (also: an id reused)      `late_reading`, whether or not it was scored yet
     the sealing end marker read again                its scoring request is sent again (scoring dedups)
     an identical end marker                          counted and ignored: at most one request per casting
     an end marker with another n_steps               `conflicting_end`
@@ -89,15 +89,11 @@ class IngestStage:
             outcome.readings += len(message.rows)
         elif seal.covers(record.topic, record.partition, record.offset):
             outcome.redelivered_readings += len(message.rows)  # stored before the seal; the window has it
-        elif seal.outcome is not None:
-            kind = "a prediction" if seal.outcome == "P" else "a dead letter"
+        else:  # the same verdict whether or not the casting was scored yet: decided by order, not timing
+            status = {"P": "; its prediction was already produced", "D": "; it was already dead-lettered"}
             outcome.deadletters.append(reject(record, RejectedInput(
-                "already_scored", f"casting {message.casting_id} already has {kind}; reading at step "
-                f"{message.start_step} ignored ({seal.describe()})"), message.casting_id))
-        else:
-            outcome.deadletters.append(reject(record, RejectedInput(
-                "late_reading", f"step {message.start_step} arrived after the end marker; the window is unchanged "
-                f"({seal.describe()})"), message.casting_id))
+                "late_reading", f"step {message.start_step} arrived after the casting's end marker, the window "
+                f"is unchanged ({seal.describe()}{status.get(seal.outcome or '', '')})"), message.casting_id))
 
     def _end(self, record: SourceRecord, end: EndMarker, seal: Seal | None, buffered: set[str],
              writes: IngestWrites, outcome: IngestOutcome, now: float) -> Seal | None:

@@ -41,9 +41,9 @@ REASONS: dict[str, str] = {
     "too_long": "end marker with n_steps above validation.max_steps",
     "unknown_casting": "end marker for a casting with no buffered readings",
     "length_mismatch": "readings before the end marker at or after its n_steps",
-    "late_reading": "a reading after its casting's end marker (the casting was sealed; the window is unchanged)",
+    "late_reading": "a reading after its casting's end marker, or under a casting id already used within "
+                    "redis.key_ttl_s (the casting was sealed; its window and outcome are unchanged)",
     "conflicting_end": "an end marker whose n_steps differs from the one that sealed the casting",
-    "already_scored": "a reading for a casting id whose outcome was already produced (ids are kept redis.key_ttl_s)",
     "too_many_gaps": "share of missing steps above window.max_gap_share",
     "incomplete": "no end marker within window.abandon_after_s",
     "parse_error": "the parser failed unexpectedly (a bug: the worker logs the traceback)",

@@ -3,7 +3,7 @@
 A function of (store, clock, send): the faust app runs it on a timer. With several workers each
 casting is claimed by one (an expiring claim key); it leaves the sweep list only after its dead
 letter is acknowledged, so a crash in between leaves it to a later sweep (at-least-once). The swept
-casting is sealed as a dead letter, so a reading that still arrives is `already_scored` and an end
+casting is sealed as a dead letter, so a reading that still arrives is a `late_reading` and an end
 marker `conflicting_end`, not the start of a new window.
 """
 

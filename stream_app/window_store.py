@@ -165,7 +165,7 @@ class RedisWindowStore:
 
         The first outcome stored for a casting wins (`SET NX GET`, Redis >= 7.0): for each one given,
         returns None where it was stored, or the outcome stored earlier, which is the one to send.
-        The casting's seal learns that it has an outcome (readings under its id are then `already_scored`).
+        The casting's seal learns that it has an outcome (a re-read end marker then asks for no scoring).
         """
         if not outcomes:
             return []

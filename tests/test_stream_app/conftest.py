@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stream_app.config import StreamConfig
-from tests.test_stream_app.harness import TopicReader, WorkerProcess, create_topics
+from tests.test_stream_app.harness import RedisServer, TopicReader, WorkerProcess, create_topics
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +68,11 @@ def reader_factory() -> Iterator[Callable[[StreamConfig, str], TopicReader]]:
     yield make
     for reader in readers:
         reader.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path) -> Iterator[RedisServer]:
+    """A Redis server of the test's own, to kill and restart (the shared one serves the other tests)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -82,6 +83,82 @@ class WorkerProcess:
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
             return reply.read().decode()
+
+    def metric(self, name: str) -> float:
+        """One unlabelled series (or the sum of a labelled one's children); 0 while the endpoint is not up."""
+        try:
+            text = self.metrics_text()
+        except OSError:
+            return 0.0
+        values = [float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$",
+                                                          text, re.MULTILINE)]
+        return sum(values)
+
+    def health(self) -> tuple[int, dict]:
+        """(HTTP status, body) of /health; (0, {}) while the endpoint is not up."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/health", timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except OSError:
+            return 0, {}
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+        """Poll `condition` until it holds; fail with the log if it does not in time or the worker dies."""
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if not self.alive():
+                pytest.fail(f"worker exited while waiting for {what}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what}:\n{self.log_tail()}")
+            time.sleep(0.1)
+
+
+@dataclass
+class RedisServer:
+    """A private `redis-server` (AOF, as the devstack runs it) that a fault test may kill and restart."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import redis
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "redis.log").open("ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start: {(self.data_dir / 'redis.log').read_text()}")
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save; what Redis acknowledged is in its append-only file."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 def create_topics(cfg: StreamConfig) -> None:

@@ -11,7 +11,7 @@ import pytest
 from stream_app.connections import create_redis_sync
 from stream_app.replay import run_replay
 from stream_app.scoring import Scorer
-from stream_app.simulate import casting_messages, interleave
+from stream_app.simulate import casting_messages, interleave, reading_message
 from tests.test_stream_app.harness import make_castings, produce, produce_castings
 
 pytestmark = pytest.mark.integration
@@ -92,3 +92,28 @@ def test_replay_from_a_time_scores_exactly_the_castings_that_start_after_it(serv
                               predictions_topic=f"{cfg.topics.predictions}.until")
     assert until_summary.castings_scored == len(before)
     assert until_summary.open_at_stop == 1
+
+
+def test_replay_rescores_a_casting_whose_first_reading_was_rejected(service_config, worker_factory,
+                                                                    reader_factory, tiny_checkpoint):
+    """'Began before --from' is decided from offsets: a casting whose step 0 was dead-lettered live (and
+    gap-filled) is replayed from earliest and scored exactly as live, not skipped as partial."""
+    cfg = service_config(topics={"partitions": 1})
+    casting = make_castings(1, seed=99, prefix="FR")[0]
+    messages = list(casting_messages(casting.casting_id, casting.values, chunk_size=1))
+    bad_row = [9.9, *casting.values[0, 1:].tolist()]  # casting_speed far outside its limits
+    messages[0] = reading_message(casting.casting_id, 0, bad_row)
+    worker = worker_factory(cfg).start()
+    produce(cfg, ((casting.casting_id.encode(), m) for m in messages))
+    live = reader_factory(cfg, cfg.topics.predictions)
+    live.read_distinct_keys(1, 120, worker)
+    assert live.json()[0]["gaps_filled"] == 1
+
+    summary, _ = replay(cfg, tiny_checkpoint)
+    assert summary.started_before_from == 0
+    assert summary.castings_scored == 1
+    assert summary.deadletters == {"out_of_limits": 1}
+    replayed = reader_factory(cfg, f"{cfg.topics.predictions}.replay")
+    replayed.read_until(lambda r: len(r) >= 1, timeout_s=30)
+    assert replayed.json()[0]["defect_probability"] == live.json()[0]["defect_probability"]
+    assert replayed.json()[0]["gaps_filled"] == 1

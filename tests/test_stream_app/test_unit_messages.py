@@ -20,7 +20,7 @@ KEY = b"C-1"
 # reasons given to windows (at end marker, scoring or sweep) and the safety net for parser bugs, not to records
 WINDOW_REASONS = {"unknown_casting", "length_mismatch", "too_many_gaps", "incomplete", "parse_error"}
 #: reasons decided by a record's place after its casting's seal (tests/test_stream_app/test_unit_ingest.py)
-SEAL_REASONS = {"late_reading", "conflicting_end", "already_scored"}
+SEAL_REASONS = {"late_reading", "conflicting_end"}
 
 
 @pytest.fixture(scope="module")
