@@ -149,7 +149,8 @@ class RedisServer:
                 break
             except redis.RedisError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start: {(self.data_dir / 'redis.log').read_text()}")
+                    log_text = (self.data_dir / "redis.log").read_text()
+                    raise RuntimeError(f"redis-server did not start: {log_text}") from None
                 time.sleep(0.05)
         client.close()
         return self

@@ -70,13 +70,10 @@ def test_orders_around_an_end_marker_give_one_outcome_burst_or_spread(service_co
             produce(cfg, heads + tails)
         else:  # the tail only once every casting was sealed and scored
             produce(cfg, heads)
-            predictions.read_until(lambda r, m=mode: sum(json.loads(x.value)["casting_id"].startswith(m)
-                                                          for x in r) >= len(castings), 120, check=_alive(worker))
+            predictions.read_until(_count_of(mode, len(castings)), 120, check=_alive(worker))
             produce(cfg, tails)
-        predictions.read_until(lambda r, m=mode: sum(json.loads(x.value)["casting_id"].startswith(m)
-                                                      for x in r) >= len(castings), 120, check=_alive(worker))
-        letters.read_until(lambda r, m=mode: sum(json.loads(x.value)["casting_id"].startswith(m)
-                                                  for x in r) >= expected_letters, 120, check=_alive(worker))
+        predictions.read_until(_count_of(mode, len(castings)), 120, check=_alive(worker))
+        letters.read_until(_count_of(mode, expected_letters), 120, check=_alive(worker))
         mine = [p for p in predictions.json() if p["casting_id"].startswith(mode)]
         assert_predictions_match(mine, [Casting(cid, c.values[: plan[cid][2]]) for cid, c in
                                         ((c.casting_id, c) for c in castings)], tiny_checkpoint)
@@ -121,6 +118,11 @@ def test_a_casting_id_used_again_after_its_prediction_is_dead_lettered(service_c
     predictions.poll(1000)
     assert len(predictions.records) == 1  # the first casting's prediction, unchanged
     assert_predictions_match(predictions.json(), [casting], tiny_checkpoint)
+
+
+def _count_of(prefix: str, count: int):
+    """A `read_until` condition: `count` records whose casting id starts with `prefix`."""
+    return lambda records: sum(json.loads(r.value)["casting_id"].startswith(prefix) for r in records) >= count
 
 
 def _alive(worker):
