@@ -52,7 +52,7 @@ clean: down
 	rm -rf .devstack
 
 # ---- benchmarks (bench/); each prints its table and writes it, with the machine, into docs/BENCHMARKS.md
-.PHONY: bench-scoring bench-ingest bench-e2e bench-gpu
+.PHONY: bench-scoring bench-ingest bench-e2e bench-gpu chaos
 
 bench-scoring: services
 	$(PY) bench/bench_scoring.py --doc
@@ -65,3 +65,7 @@ bench-e2e: services
 
 bench-gpu: services
 	bench/gpu.sh
+
+# faults at random (Redis, broker, workers) under a steady stream for 10 minutes, then a reconciliation
+chaos: services
+	$(PY) bench/chaos.py --minutes 10 --doc

@@ -151,13 +151,38 @@ class BenchWorker:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> BenchWorker:
-        with self.log_path.open("wb") as log_file:
+        return self.start()
+
+    def start(self) -> BenchWorker:
+        """Start the process (again, after `kill`: same port, same log, appended)."""
+        with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen(
                 [*self.entry, "--datadir", str(self.tmp / "faust")],
                 env=worker_env(self.cfg, self.port, self.extra_env), stdout=log_file, stderr=subprocess.STDOUT,
                 cwd=ROOT,
             )
         return self
+
+    def kill(self, sig: int = signal.SIGKILL, timeout_s: float = 60) -> int | None:
+        """Send `sig` and wait for the exit; returns the exit code (None if it did not exit in time)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        """`/health` answers 200."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as reply:
+                return reply.status == 200
+        except OSError:
+            return False
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -392,6 +392,24 @@ def _start_kafka(settings: DevstackSettings) -> None:
 # --------------------------------------------------------------------------- public API
 
 
+def kill(settings: DevstackSettings, name: str) -> bool:
+    """SIGKILL one service of the stack (``kafka`` or ``redis``), as a crash would; for fault drills
+    (`bench/chaos.py`). Returns False if it was not running. `up` starts it again."""
+    pidfile, marker = {
+        "kafka": (settings.kafka_pidfile, KAFKA_MAIN_CLASS),
+        "redis": (settings.redis_pidfile, "redis-server"),
+    }[name]
+    pid = _read_pid(pidfile)
+    if not _is_ours(pid, marker):
+        return False
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and _cmdline(pid) != "" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
 def up(settings: DevstackSettings) -> list[ServiceStatus]:
     settings.root.mkdir(parents=True, exist_ok=True)
     _start_redis(settings)
