@@ -265,6 +265,16 @@ def _format_errors(exc: ValidationError) -> str:
     return "invalid configuration:\n" + "\n".join(lines)
 
 
+def write_config(cfg: StreamConfig, path: Path | str) -> Path:
+    """Write `cfg` as a YAML file that `load_config(path)` reads back as the same config, for a child
+    process (`stream-app worker --config FILE`). Secrets are left out: the child inherits them from the
+    environment, they are never written to disk."""
+    path = Path(path)
+    data = cfg.model_dump(mode="json", exclude={"kafka": {"sasl_password"}, "redis": {"password"}})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def to_env(cfg: StreamConfig) -> dict[str, str]:
     """The `STREAM_APP__*` variables that make another process load `cfg` (secrets left out: they are
     inherited from the environment, never written out)."""
