@@ -42,7 +42,7 @@ from common import (  # noqa: E402
 
 def make_castings(n: int, seed: int, prefix: str):
     from models.synthetic import generate_castings
-    from stream_app.simulate import Casting
+    from stream_app.tools.simulate import Casting
 
     data = generate_castings(n, seed=seed)
     return [Casting(f"{prefix}-{i:05d}", np.asarray(v, dtype=np.float32)) for i, v in enumerate(data.sequences)]
@@ -54,7 +54,7 @@ class PredictionReader:
     def __init__(self, cfg) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        from stream_app.connections import kafka_python_kwargs
+        from stream_app.runtime.connections import kafka_python_kwargs
 
         self.consumer = KafkaConsumer(**kafka_python_kwargs(cfg.kafka), enable_auto_commit=False,
                                       auto_offset_reset="earliest")
@@ -92,8 +92,8 @@ def produce_paced(cfg, castings, chunk: int, castings_per_s: float) -> dict[str,
     """Send castings at the given rate (messages evenly spaced); returns end-marker send times by casting."""
     from kafka import KafkaProducer
 
-    from stream_app.connections import kafka_python_kwargs
-    from stream_app.simulate import RateLimiter, interleave
+    from stream_app.runtime.connections import kafka_python_kwargs
+    from stream_app.tools.simulate import RateLimiter, interleave
 
     messages = list(interleave(castings, strands=4, chunk_size=chunk))
     per_casting = len(messages) / len(castings)
@@ -123,7 +123,7 @@ def wait_all(reader, worker, ids, timeout_s: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stream_app.simulate import interleave
+    from stream_app.tools.simulate import interleave
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunk", type=int, default=10, help="readings per message")

@@ -50,7 +50,7 @@ SPREAD = np.array([0.05, 5.0, 3.0, 5.0, 2.0], dtype=np.float32)
 
 def sensor_messages(n_readings: int, chunk: int, prefix: str, seed: int = 0) -> list[tuple[bytes, bytes]]:
     """Readings of castings of STEPS_PER_CASTING steps, 4 strands interleaved, no end markers."""
-    from stream_app.simulate import Casting, interleave
+    from stream_app.tools.simulate import Casting, interleave
 
     rng = np.random.default_rng(seed)
     n_castings = max(1, n_readings // STEPS_PER_CASTING)
@@ -65,7 +65,7 @@ def sensor_messages(n_readings: int, chunk: int, prefix: str, seed: int = 0) -> 
 async def _consumer(cfg, **extra):
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from stream_app.connections import aiokafka_kwargs
+    from stream_app.runtime.connections import aiokafka_kwargs
 
     consumer = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **extra)
@@ -96,12 +96,12 @@ async def drain_bare(cfg) -> tuple[int, float]:
 
 async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
     """(b): aiokafka getmany -> the worker's parser and pipelined Redis writes; returns (readings, seconds)."""
-    from stream_app.connections import create_redis
-    from stream_app.ingest import IngestStage
-    from stream_app.messages import MessageParser
-    from stream_app.metrics import Metrics
-    from stream_app.records import SourceRecord
-    from stream_app.window_store import RedisWindowStore
+    from stream_app.runtime.connections import create_redis
+    from stream_app.runtime.metrics import Metrics
+    from stream_app.service.ingest_stage import IngestStage
+    from stream_app.service.messages import MessageParser
+    from stream_app.service.records import SourceRecord
+    from stream_app.service.window_store import RedisWindowStore
 
     redis = create_redis(cfg.redis)
     stage = IngestStage(MessageParser(cfg.validation), RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s),

@@ -65,13 +65,13 @@ def autocast_forward(model, device_type: str):
 async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autocast, cfg, scorer_version):
     import torch
 
-    from stream_app.connections import create_redis
-    from stream_app.messages import Readings
-    from stream_app.metrics import Metrics
-    from stream_app.predict import ScoringPipeline, ScoringStage
-    from stream_app.records import ScoringRequest
-    from stream_app.scoring import Scorer
-    from stream_app.window_store import RedisWindowStore
+    from stream_app.runtime.connections import create_redis
+    from stream_app.runtime.metrics import Metrics
+    from stream_app.service.messages import Readings
+    from stream_app.service.model_runner import Scorer
+    from stream_app.service.records import ScoringRequest
+    from stream_app.service.scoring_stage import ScoringPipeline, ScoringStage
+    from stream_app.service.window_store import RedisWindowStore
 
     scorer = Scorer(model, scorer_version, device, dtype)
     if autocast:

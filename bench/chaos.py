@@ -48,8 +48,8 @@ from common import (  # noqa: E402
     write_doc_block,
 )
 
-from stream_app import devstack  # noqa: E402
-from stream_app.simulate import Casting, RateLimiter, interleave  # noqa: E402
+from stream_app.tools import devstack  # noqa: E402
+from stream_app.tools.simulate import Casting, RateLimiter, interleave  # noqa: E402
 
 FAULTS = ("redis", "kafka", "worker", "sigterm")
 
@@ -74,7 +74,7 @@ def produce_steadily(cfg, ledger: Ledger, rate: float, stop: threading.Event, se
     from kafka import KafkaProducer
 
     from models.synthetic import generate_castings
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     # one request in flight and generous retries: a casting's messages stay in order across broker restarts
     producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), acks="all", linger_ms=5, retries=1_000_000,
@@ -181,7 +181,7 @@ class ReadinessWatch(threading.Thread):
 def read_topic(cfg, topic: str) -> list:
     from kafka import KafkaConsumer, TopicPartition
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     consumer = KafkaConsumer(**kafka_python_kwargs(cfg.kafka), enable_auto_commit=False)
     try:
@@ -199,7 +199,7 @@ def read_topic(cfg, topic: str) -> list:
 
 
 def offline_probabilities(checkpoint: Path, windows: dict[str, np.ndarray]) -> dict[str, float]:
-    from stream_app.scoring import Scorer
+    from stream_app.service.model_runner import Scorer
 
     scorer = Scorer.from_checkpoint(checkpoint, "cpu")
     out = {}

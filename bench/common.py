@@ -221,7 +221,7 @@ class BenchWorker:
 def create_topics(cfg: StreamConfig, names: Iterable[str] | None = None) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     names = list(names or (cfg.topics.sensors, cfg.topics.predictions, cfg.topics.deadletter))
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
@@ -235,7 +235,7 @@ def delete_topics(cfg: StreamConfig, prefix: str) -> None:
     """Delete the topics whose names start with `prefix` (a bench-<uuid> this run made)."""
     from kafka.admin import KafkaAdminClient
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     assert prefix.startswith("bench-"), prefix
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
@@ -250,7 +250,7 @@ def delete_topics(cfg: StreamConfig, prefix: str) -> None:
 
 
 def delete_redis_prefix(cfg: StreamConfig, prefix: str | None = None) -> int:
-    from stream_app.connections import create_redis_sync
+    from stream_app.runtime.connections import create_redis_sync
 
     prefix = prefix or cfg.redis_prefix
     assert "bench-" in prefix, prefix
@@ -268,7 +268,7 @@ def produce(cfg: StreamConfig, messages: Iterable[tuple[bytes, bytes]], topic: s
     """Send (key, value) pairs as fast as the client goes; returns how many."""
     from kafka import KafkaProducer
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=20, batch_size=1 << 20,
                              max_request_size=8 << 20, acks=1)

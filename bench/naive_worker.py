@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from stream_app import window_store  # noqa: E402
-from stream_app.messages import Readings  # noqa: E402
-from stream_app.windows import pack_row  # noqa: E402
+from stream_app.service import window_store  # noqa: E402
+from stream_app.service.messages import Readings  # noqa: E402
+from stream_app.service.windows import pack_row  # noqa: E402
 
 
 async def append_one_by_one(self: window_store.RedisWindowStore, batch: Sequence[Readings], now: float) -> None:

@@ -39,7 +39,7 @@ def cli(verbose: bool) -> None:
 def devstack(ctx: click.Context, root: Path | None) -> None:
     """Local Kafka (KRaft) and Redis for development and tests. Ports: $DEVSTACK_KAFKA_PORT,
     $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT."""
-    from stream_app.devstack import DevstackSettings
+    from stream_app.tools.devstack import DevstackSettings
 
     ctx.obj = DevstackSettings.from_env(root)
 
@@ -54,7 +54,7 @@ def _print_status(rows) -> bool:
 @click.pass_obj
 def devstack_up(settings) -> None:
     """Start Kafka and Redis (idempotent) and wait until both answer."""
-    from stream_app import devstack as ds
+    from stream_app.tools import devstack as ds
 
     healthy = _print_status(ds.up(settings))
     sys.exit(0 if healthy else 1)
@@ -64,7 +64,7 @@ def devstack_up(settings) -> None:
 @click.pass_obj
 def devstack_down(settings) -> None:
     """Stop the processes that `up` started (and only those)."""
-    from stream_app import devstack as ds
+    from stream_app.tools import devstack as ds
 
     rows = ds.down(settings)
     _print_status(rows)
@@ -75,7 +75,7 @@ def devstack_down(settings) -> None:
 @click.pass_obj
 def devstack_status(settings) -> None:
     """Ask each service; exit 0 only if both are healthy."""
-    from stream_app import devstack as ds
+    from stream_app.tools import devstack as ds
 
     sys.exit(0 if _print_status(ds.status(settings)) else 1)
 
@@ -93,7 +93,7 @@ def _config_option(fn):
 def worker(config_path: Path | None, datadir: Path | None) -> None:
     """Run a streaming worker (start several with the same app_id to share the partitions)."""
     from stream_app.config import load_config
-    from stream_app.worker import run_worker
+    from stream_app.runtime.worker import run_worker
 
     cfg = load_config(config_path)
     level = logging.getLevelName(logging.getLogger().level).lower()
@@ -119,7 +119,7 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
     import time
 
     from stream_app.config import load_config
-    from stream_app.simulate import load_castings, run_simulation
+    from stream_app.tools.simulate import load_castings, run_simulation
 
     if not 0.0 <= bad_share <= 1.0:
         raise click.BadParameter("must lie in 0..1", param_hint="--bad-share")
@@ -147,8 +147,8 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
     import time
 
     from stream_app.config import load_config
-    from stream_app.replay import run_replay
-    from stream_app.scoring import Scorer
+    from stream_app.runtime.replay import run_replay
+    from stream_app.service.model_runner import Scorer
 
     base = load_config(config_path)
     app_id = app_id or f"{base.app_id}-replay-{time.strftime('%Y%m%d%H%M%S')}"
@@ -172,7 +172,7 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
 def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
     """Start the local stack and a worker, simulate castings, show predictions live, stop it all."""
     from stream_app.config import load_config
-    from stream_app.demo import run_demo
+    from stream_app.tools.demo import run_demo
 
     cfg = load_config(config_path)
     try:

@@ -44,7 +44,7 @@ def stream_config(stream_config_factory) -> StreamConfig:
 
 @pytest.fixture
 def redis_client(stream_config) -> Iterator:
-    from stream_app.connections import create_redis_sync
+    from stream_app.runtime.connections import create_redis_sync
 
     client = create_redis_sync(stream_config.redis)
     try:

@@ -21,8 +21,8 @@ from kafka.admin import KafkaAdminClient, NewTopic
 
 from models.synthetic import generate_castings
 from stream_app.config import StreamConfig, to_env
-from stream_app.connections import kafka_python_kwargs
-from stream_app.simulate import Casting, interleave
+from stream_app.runtime.connections import kafka_python_kwargs
+from stream_app.tools.simulate import Casting, interleave
 
 
 def free_port() -> int:

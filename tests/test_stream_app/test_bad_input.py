@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stream_app.simulate import casting_messages, end_message, reading_message
+from stream_app.tools.simulate import casting_messages, end_message, reading_message
 from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stream_app.simulate import RateLimiter, interleave
+from stream_app.tools.simulate import RateLimiter, interleave
 from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from stream_app.connections import kafka_python_kwargs
+from stream_app.runtime.connections import kafka_python_kwargs
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream_app.connections import aiokafka_kwargs, create_redis, create_redis_sync
-from stream_app.ingest import IngestOutcome, IngestStage
-from stream_app.ingest_consumer import IngestConsumer, ingest_group_id
-from stream_app.messages import MessageParser
-from stream_app.metrics import Metrics
-from stream_app.outages import Dependency
-from stream_app.window_store import RedisWindowStore
-from stream_app.worker import adopt_previous_ingest_offsets
+from stream_app.runtime.connections import aiokafka_kwargs, create_redis, create_redis_sync
+from stream_app.runtime.ingest_loop import IngestConsumer, ingest_group_id
+from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.outages import Dependency
+from stream_app.runtime.worker import adopt_previous_ingest_offsets
+from stream_app.service.ingest_stage import IngestOutcome, IngestStage
+from stream_app.service.messages import MessageParser
+from stream_app.service.window_store import RedisWindowStore
 from tests.test_stream_app.harness import free_port, make_castings, produce_castings
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
     try:
-        with caplog.at_level(logging.INFO, logger="stream_app.outages"):
+        with caplog.at_level(logging.INFO, logger="stream_app.runtime.outages"):
             assert await eventually(lambda: redis_dep.failed_attempts >= 5, task), "the outage was never noticed"
             assert not redis_dep.ready
             assert metrics.ingest_retries._value.get() >= 5

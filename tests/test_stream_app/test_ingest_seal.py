@@ -11,13 +11,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from stream_app.connections import create_redis
-from stream_app.ingest import IngestStage
-from stream_app.messages import MessageParser
-from stream_app.metrics import Metrics
-from stream_app.records import SourceRecord
-from stream_app.simulate import end_message, reading_message
-from stream_app.window_store import RedisWindowStore
+from stream_app.runtime.connections import create_redis
+from stream_app.runtime.metrics import Metrics
+from stream_app.service.ingest_stage import IngestStage
+from stream_app.service.messages import MessageParser
+from stream_app.service.records import SourceRecord
+from stream_app.service.window_store import RedisWindowStore
+from stream_app.tools.simulate import end_message, reading_message
 
 pytestmark = pytest.mark.integration
 

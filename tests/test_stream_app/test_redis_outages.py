@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from stream_app.simulate import casting_messages
+from stream_app.tools.simulate import casting_messages
 from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce
 from tests.test_stream_app.test_faults import produce_in_background
 

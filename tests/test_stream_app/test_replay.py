@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stream_app.connections import create_redis_sync
-from stream_app.replay import run_replay
-from stream_app.scoring import Scorer
-from stream_app.simulate import casting_messages, interleave, reading_message
+from stream_app.runtime.connections import create_redis_sync
+from stream_app.runtime.replay import run_replay
+from stream_app.service.model_runner import Scorer
+from stream_app.tools.simulate import casting_messages, interleave, reading_message
 from tests.test_stream_app.harness import make_castings, produce, produce_castings
 
 pytestmark = pytest.mark.integration

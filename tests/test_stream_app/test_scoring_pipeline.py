@@ -10,13 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from stream_app.connections import create_redis
-from stream_app.messages import Readings
-from stream_app.metrics import Metrics
-from stream_app.predict import ScoringOutcome, ScoringPipeline, ScoringStage
-from stream_app.records import ScoringRequest
-from stream_app.scoring import Scorer
-from stream_app.window_store import RedisWindowStore
+from stream_app.runtime.connections import create_redis
+from stream_app.runtime.metrics import Metrics
+from stream_app.service.messages import Readings
+from stream_app.service.model_runner import Scorer
+from stream_app.service.records import ScoringRequest
+from stream_app.service.scoring_stage import ScoringOutcome, ScoringPipeline, ScoringStage
+from stream_app.service.window_store import RedisWindowStore
 
 pytestmark = pytest.mark.integration
 

@@ -31,12 +31,12 @@ def test_worker_help_documents_config_override(runner):
 
 
 def test_worker_config_error_does_not_show_secrets(runner, monkeypatch):
-    import stream_app.worker
+    import stream_app.runtime.worker
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the worker started despite an invalid config")
 
-    monkeypatch.setattr(stream_app.worker, "run_worker", must_not_run)
+    monkeypatch.setattr(stream_app.runtime.worker, "run_worker", must_not_run)
     # SASL protocol without a mechanism or username: load_config fails before the worker starts anything
     env = {"STREAM_APP__KAFKA__SECURITY_PROTOCOL": "SASL_SSL", "STREAM_APP__KAFKA__SASL_MECHANISM": None,
            "STREAM_APP__KAFKA__SASL_USERNAME": None}

@@ -9,7 +9,7 @@ import pytest
 
 from stream_app.config import ValidationConfig
 from stream_app.errors import RejectedInput
-from stream_app.messages import REASONS, EndMarker, MessageParser, Readings
+from stream_app.service.messages import REASONS, EndMarker, MessageParser, Readings
 
 CFG = ValidationConfig()
 CHANNELS = CFG.channels

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from stream_app.metrics import Metrics
-from stream_app.outages import Dependency, OutageAbandoned, RepeatFilter
+from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.outages import Dependency, OutageAbandoned, RepeatFilter
 
 
 class FakeClock:
@@ -44,7 +44,7 @@ async def test_an_outage_is_retried_until_it_ends_and_logged_once(caplog):
                      up_gauge=metrics.dependency_up.labels("redis"),
                      outage_seconds=metrics.outage_seconds.labels("redis"))
     call, calls = flaky(6, RedisConnectionError("connection refused"), clock)
-    with caplog.at_level(logging.INFO, logger="stream_app.outages"):
+    with caplog.at_level(logging.INFO, logger="stream_app.runtime.outages"):
         assert await dep.call(call, "ingest") == "done"
     assert calls["n"] == 7
     messages = [r.getMessage() for r in caplog.records]
@@ -106,7 +106,7 @@ def test_repeat_filter_lets_one_line_through_then_a_count():
 
     assert repeat.filter(record("aiokafka.conn"))
     assert not any(repeat.filter(record("aiokafka.conn")) for _ in range(139))
-    assert repeat.filter(record("stream_app.ingest"))  # not a client library: untouched
+    assert repeat.filter(record("stream_app.service.ingest_stage"))  # not a client library: untouched
     assert repeat.filter(record("aiokafka.conn", logging.INFO))  # below WARNING: untouched
     clock.now += 31
     summary = record("aiokafka.conn")

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from stream_app.predict import prediction_payload
-from stream_app.records import ScoringRequest
+from stream_app.service.records import ScoringRequest
+from stream_app.service.scoring_stage import prediction_payload
 
 #: DESIGN.md, "Topics and messages": the fields of casting.predictions
 CONTRACT_FIELDS = {

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from stream_app.messages import REASONS
-from stream_app.records import PAYLOAD_LIMIT_BYTES, DeadLetter, ScoringRequest, SourceRecord, iso_time
+from stream_app.service.messages import REASONS
+from stream_app.service.records import PAYLOAD_LIMIT_BYTES, DeadLetter, ScoringRequest, SourceRecord, iso_time
 
 SOURCE = {"topic": "casting.sensors", "partition": 3, "offset": 1234}
 NOW = 1_700_000_000.5

@@ -10,7 +10,7 @@ from models.checkpoint import save_checkpoint
 from models.lstm_model import LSTMModelVariants, SteelDefectLSTM
 from models.synthetic import generate_castings
 from stream_app.errors import ModelLoadError
-from stream_app.scoring import Score, Scorer, choose_device
+from stream_app.service.model_runner import Score, Scorer, choose_device
 
 CPU = torch.device("cpu")
 
@@ -195,7 +195,7 @@ def test_threshold_comes_from_the_checkpoint_unless_configured(tmp_path):
 
     from models.checkpoint import save_checkpoint
     from models.lstm_model import LSTMModelVariants, SteelDefectLSTM
-    from stream_app.scoring import Scorer
+    from stream_app.service.model_runner import Scorer
 
     model = SteelDefectLSTM(LSTMModelVariants.lightweight_lstm())
     with_threshold, without = tmp_path / "t.pt", tmp_path / "n.pt"

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from stream_app import simulate
 from stream_app.config import ValidationConfig
-from stream_app.messages import EndMarker, MessageParser, Readings
-from stream_app.simulate import Casting, RateLimiter, casting_messages, interleave
+from stream_app.service.messages import EndMarker, MessageParser, Readings
+from stream_app.tools import simulate
+from stream_app.tools.simulate import Casting, RateLimiter, casting_messages, interleave
 
 CFG = ValidationConfig()
 

@@ -7,7 +7,7 @@ import pytest
 
 from stream_app.config import WindowConfig
 from stream_app.errors import RejectedInput
-from stream_app.windows import ROW_DTYPE, assemble_window, pack_row
+from stream_app.service.windows import ROW_DTYPE, assemble_window, pack_row
 
 C = 2  # channels; small so expected windows are easy to read
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from stream_app.connections import create_redis
-from stream_app.window_store import RedisWindowStore
+from stream_app.runtime.connections import create_redis
+from stream_app.service.window_store import RedisWindowStore
 
 pytestmark = pytest.mark.integration
 

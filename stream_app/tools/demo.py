@@ -82,7 +82,7 @@ def _follow(cfg: StreamConfig, state: DemoState, stop: threading.Event, casting_
     """Collect this run's predictions (by casting id) and the dead letters produced since it began."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     consumer = KafkaConsumer(**kafka_python_kwargs(cfg.kafka), enable_auto_commit=False)
     topics = (cfg.topics.predictions, cfg.topics.deadletter)
@@ -112,9 +112,9 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
     from rich.console import Console
     from rich.live import Live
 
-    from stream_app import devstack
-    from stream_app.simulate import load_castings, run_simulation
-    from stream_app.worker import ensure_topics
+    from stream_app.runtime.worker import ensure_topics
+    from stream_app.tools import devstack
+    from stream_app.tools.simulate import load_castings, run_simulation
 
     console = Console()
     if not Path(cfg.model.checkpoint).exists():

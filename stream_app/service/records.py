@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from stream_app.messages import REASONS
+from stream_app.service.messages import REASONS
 
 PAYLOAD_LIMIT_BYTES = 4096
 

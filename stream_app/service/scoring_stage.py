@@ -21,12 +21,12 @@ import orjson
 
 from stream_app.config import WindowConfig
 from stream_app.errors import RejectedInput
-from stream_app.metrics import Metrics
-from stream_app.outages import Dependency
-from stream_app.records import DeadLetter, ScoringRequest, iso_time
-from stream_app.scoring import Score, Scorer
-from stream_app.window_store import RedisWindowStore
-from stream_app.windows import assemble_window
+from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.outages import Dependency
+from stream_app.service.model_runner import Score, Scorer
+from stream_app.service.records import DeadLetter, ScoringRequest, iso_time
+from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.windows import assemble_window
 
 log = logging.getLogger(__name__)
 

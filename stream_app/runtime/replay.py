@@ -24,17 +24,17 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_app.config import StreamConfig
-from stream_app.connections import aiokafka_kwargs, create_redis
 from stream_app.errors import StreamAppError
-from stream_app.ingest import IngestStage
-from stream_app.messages import MessageParser
-from stream_app.metrics import Metrics
-from stream_app.predict import ScoringStage
-from stream_app.progress import progress_bar
-from stream_app.records import SourceRecord
-from stream_app.scoring import Scorer
-from stream_app.window_store import RedisWindowStore
-from stream_app.worker import ensure_topics
+from stream_app.runtime.connections import aiokafka_kwargs, create_redis
+from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.worker import ensure_topics
+from stream_app.service.ingest_stage import IngestStage
+from stream_app.service.messages import MessageParser
+from stream_app.service.model_runner import Scorer
+from stream_app.service.records import SourceRecord
+from stream_app.service.scoring_stage import ScoringStage
+from stream_app.service.window_store import RedisWindowStore
+from stream_app.tools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 

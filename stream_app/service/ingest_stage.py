@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stream_app.errors import RejectedInput
-from stream_app.messages import EndMarker, Message, MessageParser, Readings
-from stream_app.metrics import Metrics
-from stream_app.records import DeadLetter, ScoringRequest, SourceRecord
-from stream_app.window_store import IngestWrites, RedisWindowStore, Seal
+from stream_app.runtime.metrics import Metrics
+from stream_app.service.messages import EndMarker, Message, MessageParser, Readings
+from stream_app.service.records import DeadLetter, ScoringRequest, SourceRecord
+from stream_app.service.window_store import IngestWrites, RedisWindowStore, Seal
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ def ensure_topics(cfg: StreamConfig, names: list[str] | None = None) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
     try:
@@ -66,8 +66,8 @@ def adopt_previous_ingest_offsets(cfg: StreamConfig) -> dict:
     from kafka.admin import KafkaAdminClient
     from kafka.errors import NoError
 
-    from stream_app.connections import kafka_python_kwargs
-    from stream_app.ingest_consumer import ingest_group_id
+    from stream_app.runtime.connections import kafka_python_kwargs
+    from stream_app.runtime.ingest_loop import ingest_group_id
 
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
     try:
@@ -99,9 +99,9 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     import faust
     import torch
 
-    from stream_app.agents import build_parts, create_app
-    from stream_app.metrics import Metrics
-    from stream_app.scoring import Scorer
+    from stream_app.runtime.faust_app import build_parts, create_app
+    from stream_app.runtime.metrics import Metrics
+    from stream_app.service.model_runner import Scorer
 
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import redis.asyncio
 
-from stream_app.messages import Readings
-from stream_app.windows import pack_row
+from stream_app.service.messages import Readings
+from stream_app.service.windows import pack_row
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from stream_app.outages import Dependency
-from stream_app.records import DeadLetter
-from stream_app.window_store import RedisWindowStore
+from stream_app.runtime.outages import Dependency
+from stream_app.service.records import DeadLetter
+from stream_app.service.window_store import RedisWindowStore
 
 log = logging.getLogger(__name__)
 

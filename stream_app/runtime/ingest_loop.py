@@ -28,10 +28,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from stream_app.config import StreamConfig
-from stream_app.connections import aiokafka_kwargs
-from stream_app.ingest import IngestOutcome, IngestStage
-from stream_app.outages import Dependency, OutageAbandoned, is_outage
-from stream_app.records import SourceRecord
+from stream_app.runtime.connections import aiokafka_kwargs
+from stream_app.runtime.outages import Dependency, OutageAbandoned, is_outage
+from stream_app.service.ingest_stage import IngestOutcome, IngestStage
+from stream_app.service.records import SourceRecord
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Produce castings to the sensor topic, as a casting line would: several strands interleaved.
 
-Messages follow the input contract in `stream_app.messages`. Used by `stream-app simulate`, the demo,
+Messages follow the input contract in `stream_app.service.messages`. Used by `stream-app simulate`, the demo,
 the tests and the benchmarks.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream_app.progress import progress_bar
+from stream_app.tools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def run_simulation(
     """Produce `castings` to `cfg.topics.sensors` with kafka-python; returns what was sent."""
     from kafka import KafkaProducer
 
-    from stream_app.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import kafka_python_kwargs
 
     rng = np.random.default_rng(seed)
     producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=10, acks="all",

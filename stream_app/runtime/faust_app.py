@@ -27,17 +27,17 @@ from pathlib import Path
 import faust
 
 from stream_app.config import StreamConfig
-from stream_app.connections import create_redis, faust_broker_credentials
-from stream_app.ingest import IngestOutcome, IngestStage
-from stream_app.ingest_consumer import IngestConsumer
-from stream_app.messages import MessageParser
-from stream_app.metrics import Metrics
-from stream_app.outages import Dependency, is_outage, quiet_client_loggers
-from stream_app.predict import ScoringOutcome, ScoringPipeline, ScoringStage
-from stream_app.records import DeadLetter, ScoringRequest
-from stream_app.scoring import Scorer
-from stream_app.sweep import sweep_abandoned
-from stream_app.window_store import RedisWindowStore
+from stream_app.runtime.connections import create_redis, faust_broker_credentials
+from stream_app.runtime.ingest_loop import IngestConsumer
+from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.outages import Dependency, is_outage, quiet_client_loggers
+from stream_app.service.ingest_stage import IngestOutcome, IngestStage
+from stream_app.service.messages import MessageParser
+from stream_app.service.model_runner import Scorer
+from stream_app.service.records import DeadLetter, ScoringRequest
+from stream_app.service.scoring_stage import ScoringOutcome, ScoringPipeline, ScoringStage
+from stream_app.service.sweep import sweep_abandoned
+from stream_app.service.window_store import RedisWindowStore
 
 log = logging.getLogger(__name__)
 

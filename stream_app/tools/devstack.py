@@ -1,7 +1,7 @@
 """Local Kafka (KRaft, single node) and Redis for development and tests, without Docker.
 
 Kafka runs from the official jars, fetched from Maven Central by the pom shipped in the package
-(``stream_app/resources/kafka-pom.xml``); Redis is Debian's ``redis-server`` with AOF persistence.
+(``stream_app/tools/resources/kafka-pom.xml``); Redis is Debian's ``redis-server`` with AOF persistence.
 Data, logs and pid files live under one folder: ``$DEVSTACK_DIR``, else ``.devstack/`` in the current
 working directory (not beside the installed package, so every install finds the same stack).
 ``up`` is idempotent and waits until each service really answers;
