@@ -1,10 +1,15 @@
 """LSTM with masked additive attention for casting-defect prediction (and general sequence classification).
 
-Data flow of ``SteelDefectLSTM.forward``::
+Data flow of ``SteelDefectLSTM.forward_with_attention`` (``forward`` returns its logits)::
 
     x (B, T, C) --z-score--> LSTM (packed by length) --> H (B, T, D)
       --additive attention, masked to valid steps--> a (B, T), pooled = sum_t a_t H_t (B, D)
       --batch/layer norm (optional)--> MLP head --> logits (B,) or (B, K)
+
+``forward_with_attention(x, lengths) -> (logits, attention)`` keeps no state between calls, so one model in
+eval mode can serve several threads at once (the streaming service's ``Scorer`` uses only this call).
+``forward`` + ``get_attention_weights()`` is the original design's API: ``forward`` records the last
+attention on the model for ``get_attention_weights``, which nothing in the service reads.
 
 References: Bahdanau et al. 2015 (additive attention), Raffel & Ellis 2015 (feed-forward attention
 pooling for sequence classification). The layout follows nanoGPT's ``model.py``: small modules that
@@ -121,7 +126,9 @@ class SteelDefectLSTM(nn.Module):
     ``forward(sequences, sequence_lengths=None)`` takes ``(B, T, C)`` float tensor or numpy array and
     returns logits: shape ``(B,)`` when ``classifier.num_classes == 1`` (sigmoid gives the defect
     probability), else ``(B, K)`` (softmax gives class probabilities). Steps at or beyond a sequence's
-    length are padding and never change its result.
+    length are padding and never change its result. ``forward_with_attention`` takes the same arguments
+    and returns ``(logits, attention)`` without touching the model's state; ``forward`` also records the
+    attention for ``get_attention_weights()`` (the original design's API, not re-entrant).
 
     A tensor input runs under the caller's autograd mode (training passes tensors). An array input (numpy,
     list) cannot carry gradients: its caller is outside autograd, so the forward builds no graph and the
@@ -252,16 +259,20 @@ class SteelDefectLSTM(nn.Module):
         return h, mask
 
     def _run(self, sequences: Any, sequence_lengths: Any) -> dict[str, torch.Tensor]:
+        """Every stage's output for one call; reads the parameters and buffers only, writes nothing."""
         x, lengths = self._prepare(sequences, sequence_lengths)
+        b, t, _ = x.shape
         if self.use_input_norm:
             x = (x - self.input_mean) / self.input_std  # (B, T, C)
-        h, mask = self._encode(x, lengths)
+        h, mask = self._encode(x, lengths)  # (B, T, D), (B, T)
         pooled, weights = self.attention(h, mask)  # (B, D), (B, T)
-        normed = self.norm(pooled)
+        normed = self.norm(pooled)  # (B, D)
         logits = self.classifier(normed)  # (B, K)
         if self.num_classes == 1:
             logits = logits.squeeze(-1)  # (B,)
-        self._last_attention = weights.detach()
+        assert weights.shape == (b, t), f"attention shape {tuple(weights.shape)}, expected {(b, t)}"
+        expected = (b,) if self.num_classes == 1 else (b, self.num_classes)
+        assert logits.shape == expected, f"logits shape {tuple(logits.shape)}, expected {expected}"
         return {
             "input_norm": x,
             "lstm": h,
@@ -271,11 +282,32 @@ class SteelDefectLSTM(nn.Module):
             "classifier": logits,
         }
 
-    def forward(self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any = None) -> torch.Tensor:
+    def forward_with_attention(
+        self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and attention of one call, with no state kept on the model (safe from several threads).
+
+        sequences: (B, T, C) tensor or array; sequence_lengths: (B,) valid steps per row, or None (all T).
+        Returns logits (B,) when ``num_classes == 1`` else (B, K), and attention (B, T): exactly 0 on
+        padding, each row sums to 1 over its valid steps. Autograd as ``forward``: a tensor input runs under
+        the caller's mode, an array input builds no graph.
+        """
         if isinstance(sequences, torch.Tensor):
-            return self._run(sequences, sequence_lengths)["classifier"]
-        with torch.no_grad():  # an array carries no gradients; see the class docstring
-            return self._run(sequences, sequence_lengths)["classifier"]
+            out = self._run(sequences, sequence_lengths)
+        else:
+            with torch.no_grad():  # an array carries no gradients; see the class docstring
+                out = self._run(sequences, sequence_lengths)
+        return out["classifier"], out["attention"]
+
+    def forward(self, sequences: torch.Tensor | np.ndarray, sequence_lengths: Any = None) -> torch.Tensor:
+        """Logits (B,) or (B, K); records the attention for ``get_attention_weights`` (the original API).
+
+        That record is the one piece of state a call leaves: callers that share the model across threads
+        use ``forward_with_attention`` instead.
+        """
+        logits, attention = self.forward_with_attention(sequences, sequence_lengths)
+        self._last_attention = attention.detach()
+        return logits
 
     def predict_proba(self, sequences: Any, sequence_lengths: Any = None) -> torch.Tensor:
         """Probabilities without gradients: (B,) defect probability, or (B, K) class probabilities."""
@@ -285,7 +317,11 @@ class SteelDefectLSTM(nn.Module):
 
     # ---------------------------------------------------------------- introspection
     def get_attention_weights(self) -> torch.Tensor:
-        """Attention of the last forward: (B, T), 0 on padding, each row sums to 1 over valid steps."""
+        """Attention of the last ``forward``: (B, T), 0 on padding, each row sums to 1 over valid steps.
+
+        Kept for the original design's API (``outputs = model.forward(x)`` then ``get_attention_weights()``);
+        with threads sharing the model, the "last" call is any thread's: use ``forward_with_attention``.
+        """
         if self._last_attention is None:
             raise RuntimeError("no forward pass has run yet")
         return self._last_attention

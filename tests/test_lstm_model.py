@@ -92,6 +92,52 @@ class TestSteelDefectLSTM:
         with pytest.raises(RuntimeError):
             make_model().get_attention_weights()
 
+    def test_forward_with_attention_returns_both_and_keeps_no_state(self, make_model):
+        model = make_model(bidirectional=True)
+        x, lengths = batch(3, 25), [25, 10, 1]
+        logits, att = model.forward_with_attention(x, lengths)
+        assert logits.shape == (3,) and att.shape == (3, 25)
+        assert torch.all(att[1, 10:] == 0) and torch.all(att[2, 1:] == 0)
+        torch.testing.assert_close(att.sum(dim=1), torch.ones(3))
+        with pytest.raises(RuntimeError):  # nothing recorded: get_attention_weights belongs to forward
+            model.get_attention_weights()
+        torch.testing.assert_close(model(x, lengths), logits, rtol=0, atol=0)  # the same numbers as forward's
+        torch.testing.assert_close(model.get_attention_weights(), att, rtol=0, atol=0)
+        model.forward_with_attention(batch(2, 7, seed=1))
+        torch.testing.assert_close(model.get_attention_weights(), att, rtol=0, atol=0)  # still the last forward's
+
+    def test_interleaved_calls_return_each_their_own_attention(self, make_model):
+        """A second call that starts and ends inside the first (from a hook on the attention module, i.e.
+        after the first has computed its attention and before its head runs) changes neither's result."""
+        model = make_model()
+        x1, l1 = batch(3, 20, seed=1), [20, 9, 4]
+        x2, l2 = batch(2, 12, seed=2), [5, 12]
+        want1, want2 = model.forward_with_attention(x1, l1), model.forward_with_attention(x2, l2)
+        inner: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def call_inside(module, args, output):
+            if not inner and args[0].shape[0] == 3:  # only inside the outer call
+                inner.append(model.forward_with_attention(x2, l2))
+
+        handle = model.attention.register_forward_hook(call_inside)
+        try:
+            outer = model.forward_with_attention(x1, l1)
+        finally:
+            handle.remove()
+        assert len(inner) == 1
+        assert outer[1].shape == (3, 20) and inner[0][1].shape == (2, 12)
+        for got, want in ((outer, want1), (inner[0], want2)):
+            torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)  # logits
+            torch.testing.assert_close(got[1], want[1], rtol=0, atol=0)  # attention
+
+    def test_forward_with_attention_autograd_follows_the_input(self, make_model):
+        model = make_model()
+        with torch.enable_grad():
+            logits, att = model.forward_with_attention(torch.from_numpy(batch(2, 9)), [9, 4])
+            assert logits.requires_grad and att.requires_grad  # a tensor runs under the caller's mode
+            logits, att = model.forward_with_attention(batch(2, 9), [9, 4])
+            assert not logits.requires_grad and not att.requires_grad  # an array builds no graph
+
     def test_attention_feeds_the_classifier(self, make_model):
         model = make_model()
         x = batch(2, 12)
