@@ -1,6 +1,8 @@
 """Score a batch of casting windows: sort by length, pad, pack, one forward under inference_mode.
 
 Pure torch, no I/O besides loading the checkpoint; the agents call `Scorer.score` in a worker thread.
+`score` keeps no state between calls (the model's `forward_with_attention` returns logits and attention
+together, and the model is in eval mode), so one Scorer may serve several threads at once.
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ import logging
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from stream_app.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from models.lstm_model import SteelDefectLSTM
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ def choose_dtype(precision: str, device: torch.device) -> torch.dtype:
 class Scorer:
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: SteelDefectLSTM,
         version: str,
         device: torch.device,
         dtype: torch.dtype = torch.float64,
@@ -97,9 +103,10 @@ class Scorer:
             batch[row, : lengths[i]] = windows[i]
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(device=self.device, dtype=self.dtype, non_blocking=True)
-            logits = self.model(x, torch.from_numpy(lengths[order]))  # (B,)
-            probabilities = torch.sigmoid(logits).float().cpu().numpy()
-            attention = self.model.get_attention_weights().float().cpu().numpy()  # (B, T)
+            # stateless: the attention comes back with the logits, never read off the model afterwards
+            logits, attention_t = self.model.forward_with_attention(x, torch.from_numpy(lengths[order]))
+            probabilities = torch.sigmoid(logits).float().cpu().numpy()  # (B,)
+            attention = attention_t.float().cpu().numpy()  # (B, T)
         scores: list[Score | None] = [None] * len(windows)
         for row, i in enumerate(order):
             scores[i] = Score(float(probabilities[row]), attention[row, : lengths[i]].copy())

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -96,6 +99,42 @@ def test_same_window_in_different_batches_scores_the_same(scorer, castings):
     np.testing.assert_allclose(mixed.attention, first.attention, atol=1e-5)
 
 
+def test_concurrent_scoring_equals_sequential_scoring(scorer, castings):
+    """One Scorer serving 4 threads at once, each with its own batch mix, gives bit for bit what scoring
+    the same batches one after another gives: probabilities and attention (the model keeps no state)."""
+    mixes = [[106], [60, 60, 60], [5, 106, 37], [106, 1, 80, 2, 106, 40], [1, 2, 3, 4, 5, 6, 7, 8, 100],
+             [30, 90, 10, 60, 20], [7], [100, 3, 55, 55]]  # fmt: skip
+    batches = [windows_of(castings[k:] + castings[:k], lengths) for k, lengths in enumerate(mixes)]  # rotated
+    sequential = [scorer.score(windows) for windows in batches]
+    jobs = [k for _ in range(20) for k in range(len(batches))]  # every mix 20 times, spread over the threads
+    start, local, threads = threading.Barrier(4), threading.local(), set()
+
+    def run(k: int) -> tuple[int, list[Score]]:
+        if not getattr(local, "started", False):  # each thread's first job: the 4 threads begin together
+            local.started = True
+            threads.add(threading.get_ident())
+            start.wait(timeout=30)
+        return k, scorer.score(batches[k])
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, jobs))
+    assert len(threads) == 4 and sorted(k for k, _ in results) == sorted(jobs)
+    for k, scores in results:
+        assert len(scores) == len(sequential[k])
+        for got, want in zip(scores, sequential[k], strict=True):
+            assert got.probability == want.probability
+            np.testing.assert_array_equal(got.attention, want.attention)
+
+
+def test_scorer_uses_the_stateless_call_only(castings):
+    """Scoring leaves nothing on the model: get_attention_weights (the original API's record of the last
+    forward) still has nothing to return."""
+    model = SteelDefectLSTM(LSTMModelVariants.lightweight_lstm())
+    Scorer(model, "v", CPU).score(windows_of(castings, [40, 9]))
+    with pytest.raises(RuntimeError, match="no forward"):
+        model.get_attention_weights()
+
+
 def test_attention_of_a_single_step_is_one(scorer, castings):
     (score,) = scorer.score(windows_of(castings, [1]))
     np.testing.assert_array_equal(score.attention, np.float32([1.0]))
@@ -105,11 +144,17 @@ def test_empty_batch(scorer):
     assert scorer.score([]) == []
 
 
-def test_scorer_exposes_version_and_channels(scorer):
-    assert scorer.version == "test-version"
-    assert scorer.n_channels == 5
-    assert scorer.device == CPU
+def test_scorer_puts_the_model_in_eval_mode_in_its_precision():
+    """What the Scorer does to the model it is given: a model in training mode (dropout active) is switched
+    to eval mode and converted to the scoring dtype; the channel count is the model's, not a constant."""
+    config = LSTMModelVariants.lightweight_lstm()
+    config["architecture"]["input_size"] = 3
+    model = SteelDefectLSTM(config)
+    assert model.training
+    scorer = Scorer(model, "v", CPU, torch.float64)
     assert not scorer.model.training
+    assert {p.dtype for p in scorer.model.parameters()} == {torch.float64}
+    assert scorer.n_channels == 3
 
 
 def test_from_checkpoint_round_trip(tmp_path, model, scorer, castings):
