@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,102 +15,18 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from models.synthetic import generate_castings
-from stream_app.config import StreamConfig, to_env
+from stream_app.config import StreamConfig
 from stream_app.runtime.connections import kafka_python_kwargs
+from stream_app.tools import worker_process
 from stream_app.tools.simulate import Casting, interleave
+from stream_app.tools.worker_process import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class WorkerProcess(worker_process.WorkerProcess):
+    """The product's worker harness (`stream_app.tools.worker_process`); its failures are test failures."""
 
-
-def config_env(cfg: StreamConfig) -> dict[str, str]:
-    """The environment that makes a worker process load `cfg`."""
-    return to_env(cfg)
-
-
-@dataclass
-class WorkerProcess:
-    """`stream-app worker` as a subprocess; its log is kept for failure messages."""
-
-    cfg: StreamConfig
-    log_path: Path
-    metrics_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen | None = None
-    starts: int = 0
-
-    def start(self) -> WorkerProcess:
-        env = {**os.environ, **config_env(self.cfg), "STREAM_APP__METRICS__PORT": str(self.metrics_port)}
-        env["PYTHONUNBUFFERED"] = "1"
-        self.starts += 1
-        log_file = self.log_path.open("ab")
-        log_file.write(f"\n===== start {self.starts} =====\n".encode())
-        log_file.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker",
-             "--datadir", str(self.log_path.parent / f"faust-{self.cfg.app_id}-{self.metrics_port}")],
-            env=env, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-        log_file.close()
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def terminate(self, timeout_s: float = 60) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout_s)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def metrics_text(self) -> str:
-        import urllib.request
-
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
-            return reply.read().decode()
-
-    def metric(self, name: str) -> float:
-        """One unlabelled series (or the sum of a labelled one's children); 0 while the endpoint is not up."""
-        try:
-            text = self.metrics_text()
-        except OSError:
-            return 0.0
-        values = [float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$",
-                                                          text, re.MULTILINE)]
-        return sum(values)
-
-    def health(self) -> tuple[int, dict]:
-        """(HTTP status, body) of /health; (0, {}) while the endpoint is not up."""
-        import urllib.error
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/health", timeout=5) as reply:
-                return reply.status, json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-        except OSError:
-            return 0, {}
-
-    def wait_for(self, condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-        """Poll `condition` until it holds; fail with the log if it does not in time or the worker dies."""
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if not self.alive():
-                pytest.fail(f"worker exited while waiting for {what}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.log_tail()}")
-            time.sleep(0.1)
+    def fail(self, message: str):
+        pytest.fail(message)
 
 
 @dataclass
@@ -173,13 +84,15 @@ def create_topics(cfg: StreamConfig) -> None:
         admin.close()
 
 
-def produce(cfg: StreamConfig, messages: Iterable[tuple[bytes | None, bytes]], partition_of=None) -> int:
-    """Send (key, value) pairs; returns how many. Keys choose partitions as in production."""
+def produce(cfg: StreamConfig, messages: Iterable[tuple[bytes | None, bytes]], partition_of=None,
+            timestamp_ms: int | None = None) -> int:
+    """Send (key, value) pairs; returns how many. Keys choose partitions as in production. `timestamp_ms`:
+    every record's timestamp (CreateTime), instead of the producer's clock."""
     producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=5, max_request_size=4_000_000)
     count = 0
     for key, value in messages:
         partition = partition_of(key) if partition_of else None
-        producer.send(cfg.topics.sensors, key=key, value=value, partition=partition)
+        producer.send(cfg.topics.sensors, key=key, value=value, partition=partition, timestamp_ms=timestamp_ms)
         count += 1
     producer.flush()
     producer.close()
