@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -22,6 +18,7 @@ import numpy as np
 
 from stream_app.config import StreamConfig
 from stream_app.errors import StreamAppError
+from stream_app.tools.worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +30,6 @@ class DemoState:
     deadletters: Counter = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     first_prediction_s: float | None = None
-
-
-def _start_worker(cfg: StreamConfig, log_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, STREAM_APP__APP_ID=cfg.app_id, PYTHONUNBUFFERED="1")
-    with log_path.open("ab") as out:
-        # its own session: Ctrl-C reaches the demo only, which then stops the worker gracefully
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_app.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-def _stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _top_steps(attention: list[float], k: int = 3) -> str:
@@ -123,7 +100,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
     already_up = all(s.healthy for s in devstack.status(settings))
     log_dir.mkdir(parents=True, exist_ok=True)
     worker_log = log_dir / "demo-worker.log"
-    worker = None
+    worker: WorkerProcess | None = None
     producer: threading.Thread | None = None
     stop = threading.Event()
     state = DemoState(expected=castings)
@@ -132,8 +109,10 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
             console.print("starting Kafka and Redis (stream-app devstack up) ...")
             devstack.up(settings)
         ensure_topics(cfg)
-        console.print(f"starting a worker (log: {worker_log}) ...")
-        worker = _start_worker(cfg, worker_log)
+        # the demo's config, as a file; its own session: Ctrl-C reaches the demo only, which then stops it
+        worker = WorkerProcess(cfg, worker_log, metrics_port=cfg.metrics.port or None, new_session=True)
+        console.print(f"starting a worker (log: {worker_log}, metrics: {worker.url('/metrics')}) ...")
+        worker.start()
         items = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=time.strftime("DEMO-%H%M%S"))
         ids = {c.casting_id for c in items}
         ready = threading.Event()
@@ -150,7 +129,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         deadline = time.monotonic() + timeout_s
         with Live(_render(state, cfg), console=console, refresh_per_second=4) as live:
             while len(state.predictions) < castings and time.monotonic() < deadline:
-                if worker.poll() is not None:
+                if not worker.alive():
                     raise StreamAppError(f"the worker exited (code {worker.returncode}); see {worker_log}")
                 time.sleep(0.25)
                 live.update(_render(state, cfg))
@@ -171,7 +150,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
             producer.join(timeout=30)
         if worker is not None:
             console.print("stopping the worker ...")
-            _stop_worker(worker)
+            worker.stop()
         if not already_up:
             console.print("stopping Kafka and Redis ...")
             devstack.down(settings)
