@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from common import (  # noqa: E402
-    BenchWorker,
     bench_config,
+    bench_worker,
     create_topics,
     delete_redis_prefix,
     delete_topics,
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     phases = []
     try:
         reader = PredictionReader(cfg)
-        with BenchWorker(cfg) as worker:
+        with bench_worker(cfg) as worker:
             warm = make_castings(4, seed=0, prefix="WARM")
             produce(cfg, ((k.encode(), v) for k, v in interleave(warm, strands=4, chunk_size=args.chunk)))
             if not wait_all(reader, worker, [c.casting_id for c in warm], timeout_s=120):

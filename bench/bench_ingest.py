@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from common import (  # noqa: E402
     ROOT,
-    BenchWorker,
     bench_config,
+    bench_worker,
     create_topics,
     delete_redis_prefix,
     delete_topics,
@@ -134,7 +134,7 @@ def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float,
     """A worker process on the topic; (readings, seconds) from its first to its last counted reading."""
     entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")] if naive else None
     name = "casting_readings_ingested_total"
-    with BenchWorker(cfg, entry=entry) as worker:
+    with bench_worker(cfg, entry=entry) as worker:
         deadline = time.monotonic() + start_timeout_s
         t0 = c0 = None
         t_last = c_last = None

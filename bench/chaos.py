@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 from common import (  # noqa: E402
-    BenchWorker,
     bench_config,
+    bench_worker,
     create_topics,
     delete_redis_prefix,
     delete_topics,
@@ -50,6 +50,7 @@ from common import (  # noqa: E402
 
 from stream_app.tools import devstack  # noqa: E402
 from stream_app.tools.simulate import Casting, RateLimiter, interleave  # noqa: E402
+from stream_app.tools.worker_process import WorkerProcess  # noqa: E402
 
 FAULTS = ("redis", "kafka", "worker", "sigterm")
 
@@ -122,7 +123,7 @@ def _failed(ledger: Ledger, key: str, exc) -> None:
 
 
 class Chaos:
-    def __init__(self, settings, workers: list[BenchWorker], rng: random.Random) -> None:
+    def __init__(self, settings, workers: list[WorkerProcess], rng: random.Random) -> None:
         self.settings = settings
         self.workers = workers
         self.rng = rng
@@ -158,7 +159,7 @@ class Chaos:
 class ReadinessWatch(threading.Thread):
     """Polls every worker's /health; remembers the longest stretch a running worker was not ready."""
 
-    def __init__(self, workers: list[BenchWorker]) -> None:
+    def __init__(self, workers: list[WorkerProcess]) -> None:
         super().__init__(daemon=True)
         self.workers = workers
         self.stop = threading.Event()
@@ -229,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = bench_config(app_id, DEFAULT_CHECKPOINT, partitions=4)
     create_topics(cfg)
     rng = random.Random(args.seed)
-    workers = [BenchWorker(cfg, extra_env={"STREAM_APP__RESILIENCE__SHUTDOWN_GRACE_S": "20"})
-               for _ in range(args.workers)]
+    cfg = cfg.model_copy(update={"resilience": cfg.resilience.model_copy(update={"shutdown_grace_s": 20.0})})
+    workers = [bench_worker(cfg) for _ in range(args.workers)]
     ledger = Ledger()
     stop = threading.Event()
     watch = ReadinessWatch(workers)
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         watch.stop.set()
         for worker in workers:
-            worker.stop()
+            worker.close()
         devstack.up(settings)
         delete_topics(cfg, app_id)
         delete_redis_prefix(cfg)

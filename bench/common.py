@@ -1,23 +1,17 @@
 """Shared helpers of the benchmarks: machine line, checkpoints, unique topics, worker processes, cleanup.
 
 Every benchmark run uses its own topics, app ids and Redis prefixes (``bench-<uuid>``), and deletes
-only what it created. Worker processes are started here and always stopped in ``finally`` blocks.
+only what it created. Worker processes (`stream_app.tools.worker_process.WorkerProcess`, the harness the tests
+and the demo use) are started here and always stopped in ``finally`` blocks.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from stream_app.config import StreamConfig, load_config, to_env  # noqa: E402
+from stream_app.config import StreamConfig, load_config  # noqa: E402
+from stream_app.tools.worker_process import WorkerProcess  # noqa: E402
 
 VARIANT_CONFIGS = ("default", "lightweight")
 
@@ -111,111 +106,16 @@ def bench_config(app_id: str, checkpoint: Path, partitions: int = 4, **batching)
     })
     return base.model_copy(update={
         "app_id": app_id, "topics": topics,
-        "model": base.model.model_copy(update={"checkpoint": checkpoint, "device": "cpu"}),
+        "model": base.model.model_copy(update={"checkpoint": checkpoint, "device": "cpu", "torch_threads": 1}),
         "batching": base.batching.model_copy(update=batching),
     })
 
 
-def worker_env(cfg: StreamConfig, metrics_port: int, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(to_env(cfg))
-    env.update({
-        "STREAM_APP__MODEL__DEVICE": "cpu",
-        "STREAM_APP__MODEL__TORCH_THREADS": "1",
-        "STREAM_APP__METRICS__PORT": str(metrics_port),
-        "STREAM_APP__METRICS__HOST": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    })
-    env.update(extra or {})
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class BenchWorker:
-    """`stream-app worker` (or another entry point with the same CLI) as a subprocess; a context manager
-    that always stops it (SIGTERM, then SIGKILL) and removes its faust data folder."""
-
-    def __init__(self, cfg: StreamConfig, *, entry: list[str] | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
-        self.cfg = cfg
-        self.port = free_port()
-        self.entry = entry or [sys.executable, "-m", "stream_app.cli", "worker"]
-        self.extra_env = extra_env
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"{cfg.app_id}-"))
-        self.log_path = self.tmp / "worker.log"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> BenchWorker:
-        return self.start()
-
-    def start(self) -> BenchWorker:
-        """Start the process (again, after `kill`: same port, same log, appended)."""
-        with self.log_path.open("ab") as log_file:
-            self.proc = subprocess.Popen(
-                [*self.entry, "--datadir", str(self.tmp / "faust")],
-                env=worker_env(self.cfg, self.port, self.extra_env), stdout=log_file, stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        return self
-
-    def kill(self, sig: int = signal.SIGKILL, timeout_s: float = 60) -> int | None:
-        """Send `sig` and wait for the exit; returns the exit code (None if it did not exit in time)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def ready(self) -> bool:
-        """`/health` answers 200."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            raise RuntimeError(f"worker exited:\n{self.log_tail()}")
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def metric(self, name: str) -> float | None:
-        """Value of one unlabelled sample from the metrics endpoint; None while it is not up."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as reply:
-                text = reply.read().decode()
-        except OSError:
-            return None
-        match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-        return float(match.group(1)) if match else None
+def bench_worker(cfg: StreamConfig, entry: list[str] | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
+    """`stream-app worker` (or another entry point with the same CLI) as a subprocess, in a temporary folder;
+    a context manager that always stops it (SIGTERM, then SIGKILL) and removes the folder. `env`: extra
+    environment variables that are not config."""
+    return WorkerProcess(cfg, entry=entry, env=env, cwd=ROOT)
 
 
 def create_topics(cfg: StreamConfig, names: Iterable[str] | None = None) -> None:

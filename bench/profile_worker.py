@@ -1,9 +1,10 @@
 """Profile the real worker while it drains a pre-filled sensor topic (py-spy), or just time it.
 
     .venv/bin/pip install py-spy            # a profiler, not a project dependency
-    .venv/bin/python bench/profile_worker.py CHUNK READINGS SECONDS OUT.json|- [ENV=VALUE ...]
+    .venv/bin/python bench/profile_worker.py CHUNK READINGS SECONDS OUT.json|- [NAME=VALUE ...]
 e.g. bench/profile_worker.py 50 1500000 6 /tmp/w50.json    (speedscope JSON; OUT.txt: collapsed stacks;
-'-' only times the worker)
+'-' only times the worker; NAME=VALUE: STREAM_APP__* names override the worker's config, others go
+into its environment)
 Prints the worker's readings/s over the sampled seconds. Topics and Redis keys are its own and deleted.
 """
 
@@ -20,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import sensor_messages  # noqa: E402
 from common import (  # noqa: E402
     ROOT,
-    BenchWorker,
     bench_config,
+    bench_worker,
     create_topics,
     delete_redis_prefix,
     delete_topics,
@@ -30,17 +31,23 @@ from common import (  # noqa: E402
     write_checkpoint,
 )
 
+from stream_app.config import ENV_PREFIX, load_config, write_config  # noqa: E402
+
 
 def main() -> int:
     chunk, readings, seconds, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    extra_env = dict(arg.split("=", 1) for arg in sys.argv[5:])
+    assignments = dict(arg.split("=", 1) for arg in sys.argv[5:])
     run_id = unique_name("prof")
-    cfg = bench_config(run_id, write_checkpoint("lightweight", Path(tempfile.mkdtemp(prefix=f"{run_id}-"))))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
+    cfg = bench_config(run_id, write_checkpoint("lightweight", tmp))
+    overrides = {k: v for k, v in assignments.items() if k.startswith(ENV_PREFIX)}
+    if overrides:  # the same config, with the STREAM_APP__* overrides applied as the worker would apply them
+        cfg = load_config(write_config(cfg, tmp / "base.yaml"), environ=overrides)
     create_topics(cfg)
     counter = "casting_readings_ingested_total"
     try:
         produce(cfg, sensor_messages(readings, chunk, "P"))
-        with BenchWorker(cfg, extra_env=extra_env) as worker:
+        with bench_worker(cfg, env={k: v for k, v in assignments.items() if k not in overrides}) as worker:
             while not worker.metric(counter):
                 worker.check_alive()
                 time.sleep(0.05)
