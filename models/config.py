@@ -7,6 +7,10 @@ with or without the top-level ``lstm_model:`` key) and validates it.
 The defaults are the original design's schema values (``LSTMConfig()`` == ``create_default_lstm_config()``).
 The product's tuned configuration, the one ``checkpoints/default`` was trained with, is the file
 ``PRODUCT_CONFIG`` (``configs/lstm.yaml``), which names every key and so depends on no default here.
+
+Loading, environment overrides (``LSTM__SECTION__KEY=value``) and error messages are the shared machinery of
+``models.settings``, the same as the service config's; `ConfigError` is ``models.errors.ConfigError``, the one
+class ``stream_app.errors`` exports too.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.errors import ConfigError
+from models.settings import ROOT_KEY, build_config, env_overrides, merge, read_yaml_mapping, validate
 
 __all__ = [
     "ArchitectureConfig",
@@ -36,14 +42,6 @@ __all__ = [
 
 HIDDEN_SIZES = (32, 64, 128, 256)
 PRODUCT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "lstm.yaml"
-
-
-class ConfigError(ValueError):
-    """Invalid model configuration; ``keys`` holds the dotted paths of the offending keys."""
-
-    def __init__(self, message: str, keys: list[str]) -> None:
-        super().__init__(message)
-        self.keys = keys
 
 
 class _Section(BaseModel):
@@ -127,14 +125,8 @@ class LSTMConfig(_Section):
         return self.model_dump(mode="python")
 
 
-def _format_errors(exc: ValidationError) -> ConfigError:
-    keys: list[str] = []
-    lines: list[str] = []
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "<root>"
-        keys.append(key)
-        lines.append(f"{key}: {err['msg']}")
-    return ConfigError("invalid LSTM config: " + "; ".join(lines), keys)
+WHAT = "LSTM configuration"  # errors read "invalid LSTM configuration:" then one "  key: message" line per key
+ENV_PREFIX = "LSTM__"
 
 
 def validate_lstm_config(config: LSTMConfig | dict[str, Any] | None) -> LSTMConfig:
@@ -144,47 +136,22 @@ def validate_lstm_config(config: LSTMConfig | dict[str, Any] | None) -> LSTMConf
     if isinstance(config, LSTMConfig):
         return config.model_copy(deep=True)
     if not isinstance(config, dict):
-        raise ConfigError(f"config must be a mapping, got {type(config).__name__}", ["<root>"])
+        raise ConfigError(f"config must be a mapping, got {type(config).__name__}", [ROOT_KEY])
     if set(config) == {"lstm_model"}:
         config = config["lstm_model"]
-    try:
-        return LSTMConfig.model_validate(config)
-    except ValidationError as exc:
-        raise _format_errors(exc) from None
-
-
-ENV_PREFIX = "LSTM__"
+    return validate(LSTMConfig, config, WHAT)
 
 
 def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """Overlay ``LSTM__SECTION__KEY=value`` variables (values parsed as YAML) on a raw config."""
-    out = copy.deepcopy(raw)
-    for name, text in env.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{name}: {'.'.join(path)} is not a section", [".".join(path)])
-        node[path[-1]] = yaml.safe_load(text)
-    return out
+    """Overlay ``LSTM__SECTION__KEY=value`` variables on a raw config (rules: ``models.settings``)."""
+    return merge(copy.deepcopy(raw), env_overrides(env, ENV_PREFIX, LSTMConfig))
 
 
 def load_lstm_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> LSTMConfig:
     """Read a YAML file holding the ``lstm_model`` schema, overlay ``env`` overrides, validate.
 
-    ``path=None`` starts from the defaults. The caller passes ``env`` (e.g. ``os.environ``).
+    ``path=None`` starts from the defaults. The caller passes ``env`` (e.g. ``os.environ``): the model
+    package never reads the environment on its own.
     """
-    raw: dict[str, Any] = {}
-    if path is not None:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: top level must be a mapping", ["<root>"])
-        if set(raw) == {"lstm_model"}:
-            raw = raw["lstm_model"] or {}
-    if env:
-        raw = apply_env_overrides(raw, env)
-    return validate_lstm_config(raw)
+    raw = read_yaml_mapping(path, unwrap="lstm_model") if path is not None else {}
+    return build_config(LSTMConfig, raw, env_prefix=ENV_PREFIX, environ=env or {}, what=WHAT)

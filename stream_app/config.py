@@ -8,8 +8,12 @@ Every key can be overridden by an environment variable named after its path, upp
     STREAM_APP__REDIS__PASSWORD=...        (secrets: environment only, never logged)
 
 Values are text, converted by the key's type (``128`` for an int key, ``a,b`` for a list of strings);
-a value starting with ``[`` or ``{`` is read as YAML (for keys such as ``validation.channels``).
+a value starting with ``[`` or ``{`` is read as YAML (for keys such as ``validation.channels``); an empty
+value unsets an optional key. Keyword overrides of `load_config` win over the environment.
 Invalid config fails at start with a `ConfigError` naming the key.
+
+Loading, these environment rules and the error messages are ``models.settings``, the one machinery the
+model config (``LSTM__SECTION__KEY``) uses too.
 """
 
 from __future__ import annotations
@@ -21,17 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from stream_app.errors import ConfigError
+from models.settings import build_config, read_yaml_mapping, split_list
+from stream_app.errors import ConfigError  # noqa: F401 - stream_app.config.ConfigError, as before
 
 ENV_PREFIX = "STREAM_APP__"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "stream.yaml"
@@ -39,12 +36,6 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "stream.
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _split_list(value: Any) -> Any:
-    if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
-    return value
 
 
 class KafkaConfig(_Section):
@@ -62,7 +53,8 @@ class KafkaConfig(_Section):
     # per partition and fetch; 1 MiB (faust's default) starves ingest of chunked readings
     max_partition_fetch_bytes: int = Field(8 * 1024 * 1024, ge=65_536)
 
-    _split = field_validator("bootstrap_servers", mode="before")(_split_list)
+    # "a,b" in the YAML file or a keyword override too (the environment's lists are split by the loader)
+    _split = field_validator("bootstrap_servers", mode="before")(split_list)
 
     @model_validator(mode="after")
     def _sasl_needs_credentials(self) -> KafkaConfig:
@@ -214,57 +206,6 @@ class StreamConfig(_Section):
         return f"csd:{self.app_id}"
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
-        if not all(path):
-            raise ConfigError(f"environment variable {name}: empty path segment")
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"environment variable {name}: {part} is not a section")
-        node[path[-1]] = _env_value(raw)
-    return tree
-
-
-def _env_value(raw: str) -> Any:
-    """Text stays text (pydantic converts "128" or "true" for typed keys; secrets stay verbatim).
-
-    Only a YAML flow collection (`[...]` or `{...}`) is parsed, for list and mapping keys such as
-    validation.channels; an empty variable unsets an optional key.
-    """
-    if raw == "":
-        return None
-    if raw.lstrip().startswith(("[", "{")):
-        try:
-            return yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"environment value {raw[:40]!r}... is not a valid YAML list/mapping: {exc}") from None
-    return raw
-
-
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(root)"
-        lines.append(f"  {key}: {err['msg']}")
-    return "invalid configuration:\n" + "\n".join(lines)
-
-
 def write_config(cfg: StreamConfig, path: Path | str) -> Path:
     """Write `cfg` as a YAML file that `load_config(path)` reads back as the same config, for a child
     process (`stream-app worker --config FILE`). Secrets are left out: the child inherits them from the
@@ -301,21 +242,6 @@ def load_config(
 ) -> StreamConfig:
     """Read YAML (default `configs/stream.yaml`), apply `STREAM_APP__*` environment and keyword overrides."""
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
     config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    if path is not None or config_path.exists():
-        try:
-            loaded = yaml.safe_load(config_path.read_text()) or {}
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file not found: {config_path}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config_path} must hold a mapping at the top level")
-        data = loaded
-    data = _merge(data, _env_overrides(environ))
-    data = _merge(data, overrides)
-    try:
-        return StreamConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
+    data = read_yaml_mapping(config_path) if path is not None or config_path.exists() else {}
+    return build_config(StreamConfig, data, env_prefix=ENV_PREFIX, environ=environ, overrides=overrides)

@@ -1,10 +1,15 @@
-"""Errors raised by the streaming service.
+"""Errors raised on purpose by the streaming service and the model: one tree, one root.
 
-    StreamAppError
-    ├── ConfigError        invalid configuration (names the bad key)
+    StreamAppError (= models.errors.CastingDefectError)
+    ├── ConfigError        invalid configuration, service or model (names the bad key; `keys`: dotted paths);
+    │                      also a ValueError; = models.errors.ConfigError = models.config.ConfigError
     ├── DevstackError      the local Kafka/Redis stack could not be started or stopped
     ├── ModelLoadError     the checkpoint is missing or unreadable
+    ├── ReplayError        a replay could not start (bad time, missing topic)
     └── RejectedInput      a message or window that goes to the dead-letter topic (carries `reason`)
+
+The root and `ConfigError` are defined in ``models/errors.py`` because the model package, which never
+imports ``stream_app``, raises `ConfigError` too; ``stream-app`` catches the root and exits with status 2.
 
 Bad input is never raised past an agent: it becomes a dead-letter record. Infrastructure errors
 (Kafka, Redis) propagate.
@@ -12,13 +17,19 @@ Bad input is never raised past an agent: it becomes a dead-letter record. Infras
 
 from __future__ import annotations
 
+from models.errors import CastingDefectError, ConfigError
 
-class StreamAppError(Exception):
-    """Base class of every error this package raises on purpose."""
+__all__ = [
+    "ConfigError",
+    "DevstackError",
+    "ModelLoadError",
+    "RejectedInput",
+    "ReplayError",
+    "StreamAppError",
+]
 
-
-class ConfigError(StreamAppError):
-    """The configuration is invalid; the message names the key."""
+StreamAppError = CastingDefectError
+"""Base class of every error this package raises on purpose (the project's root error)."""
 
 
 class DevstackError(StreamAppError):
@@ -27,6 +38,10 @@ class DevstackError(StreamAppError):
 
 class ModelLoadError(StreamAppError):
     """The model checkpoint could not be loaded."""
+
+
+class ReplayError(StreamAppError):
+    """The replay could not start (bad time, missing topic)."""
 
 
 class RejectedInput(StreamAppError):  # noqa: N818 - it is a verdict on input, not a failure of ours

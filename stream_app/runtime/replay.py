@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_app.config import StreamConfig
-from stream_app.errors import StreamAppError
+from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
 from stream_app.runtime.connections import aiokafka_kwargs, create_redis
 from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.worker import ensure_topics
@@ -37,10 +37,6 @@ from stream_app.service.window_store import RedisWindowStore
 from stream_app.tools.progress import progress_bar
 
 log = logging.getLogger(__name__)
-
-
-class ReplayError(StreamAppError):
-    """The replay could not start (bad time, missing topic)."""
 
 
 @dataclass

@@ -129,6 +129,7 @@ def test_invalid_values_name_the_key(environ, key):
     message = str(caught.value)
     assert message.startswith("invalid configuration:")
     assert f"  {key}: " in message
+    assert key in caught.value.keys
 
 
 def test_redis_scheme_error_says_which_schemes():
@@ -139,6 +140,26 @@ def test_redis_scheme_error_says_which_schemes():
 def test_unknown_env_key_message():
     with pytest.raises(ConfigError, match=r"batching\.max_batch: Extra inputs are not permitted"):
         load_config(environ={"STREAM_APP__BATCHING__MAX_BATCH": "128"})
+
+
+def test_empty_environment_value_unsets_an_optional_key(tmp_path):
+    path = tmp_path / "stream.yaml"
+    path.write_text("model:\n  torch_threads: 2\n")
+    assert load_config(path, environ={}).model.torch_threads == 2
+    assert load_config(path, environ={"STREAM_APP__MODEL__TORCH_THREADS": ""}).model.torch_threads is None
+
+
+def test_channels_from_the_environment_as_yaml():
+    cfg = load_config(environ={"STREAM_APP__VALIDATION__CHANNELS": "[{name: a, unit: u, min: 0, max: 1}]"})
+    assert [(c.name, c.min, c.max) for c in cfg.validation.channels] == [("a", 0.0, 1.0)]
+
+
+def test_config_error_is_the_models_config_error():
+    import models.config
+
+    assert ConfigError is models.config.ConfigError
+    with pytest.raises(models.config.ConfigError):
+        load_config(environ={"STREAM_APP__NOPE": "1"})
 
 
 def test_empty_path_segment_in_variable_name():
