@@ -1,10 +1,14 @@
-"""At-least-once under failures: SIGKILL and restart, and a worker lost from a two-worker group."""
+"""At-least-once under failures: SIGKILL and restart, a worker lost from a two-worker group, SIGTERM.
+
+Every fault is triggered by an event (the worker's metrics show readings ingested, and a number of
+predictions has been read) and checked at the moment it lands to be mid-stream: the killed worker had
+ingested part of the readings and not every casting was predicted yet. The stream's last fifth is held
+back until the faults are done, so on a slow machine a fault still cannot land after the stream's end.
+"""
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 
 import pytest
 
@@ -13,13 +17,21 @@ from tests.test_stream_app.harness import assert_predictions_match, make_casting
 
 pytestmark = pytest.mark.integration
 
+INGESTED = "casting_readings_ingested_total"
 
-def produce_in_background(cfg, castings, rate_per_s: float, chunk_size: int = 10) -> threading.Thread:
-    """Stream the castings at a steady message rate, so failures land mid-stream."""
+
+def produce_in_background(cfg, castings, rate_per_s: float, chunk_size: int = 10,
+                          hold_back: threading.Event | None = None, held_share: float = 0.2) -> threading.Thread:
+    """Stream the castings at a steady message rate, so failures land mid-stream. With `hold_back`, the
+    last `held_share` of the messages is sent only once that event is set."""
     limiter = RateLimiter(rate_per_s)
+    messages = list(interleave(castings, strands=6, chunk_size=chunk_size))
+    held_from = len(messages) - int(len(messages) * held_share) if hold_back is not None else len(messages)
 
     def paced():
-        for key, value in interleave(castings, strands=6, chunk_size=chunk_size):
+        for i, (key, value) in enumerate(messages):
+            if i == held_from and not hold_back.wait(timeout=600):
+                return
             limiter.wait()
             yield key.encode(), value
 
@@ -28,51 +40,91 @@ def produce_in_background(cfg, castings, rate_per_s: float, chunk_size: int = 10
     return thread
 
 
+def predicted(reader) -> int:
+    """Distinct castings predicted so far (reads what has arrived)."""
+    reader.poll(100)
+    return len({r.key for r in reader.records})
+
+
+def assert_mid_stream(worker, predictions, castings) -> None:
+    """At the fault: the worker has ingested some but not all readings, and some casting is still unpredicted."""
+    total = sum(len(c.values) for c in castings)
+    ingested = worker.metric(INGESTED)
+    assert 0 < ingested < total, f"the fault must land mid-stream: {ingested:.0f} of {total} readings ingested"
+    scored = predicted(predictions)
+    assert scored < len(castings), f"the fault must land before the last prediction: {scored} of {len(castings)}"
+
+
+def messages_of(castings) -> int:
+    return sum(len(c.values) // 10 + 2 for c in castings)
+
+
 def test_sigkill_three_times_and_restart_loses_nothing(service_config, worker_factory, reader_factory,
                                                        tiny_checkpoint):
     cfg = service_config(topics={"partitions": 4})
     castings = make_castings(120, seed=21, prefix="K")
-    n_messages = sum(len(c.values) // 10 + 2 for c in castings)
+    predictions = reader_factory(cfg, cfg.topics.predictions)
     worker = worker_factory(cfg).start()
-    producer = produce_in_background(cfg, castings, rate_per_s=n_messages / 30.0)  # ~30 s of stream
-    rng = random.Random(5)
-    for _ in range(3):
-        time.sleep(rng.uniform(4.0, 9.0))
-        worker.kill()
-        worker.start()
+    release = threading.Event()
+    producer = produce_in_background(cfg, castings, rate_per_s=messages_of(castings) / 30.0, hold_back=release)
+    try:
+        for kill in (1, 2, 3):  # each start of the worker is killed once it ingests, at 24, 48, 72 predictions
+            due = kill * len(castings) // 5
+            worker.wait_for(lambda due=due: worker.metric(INGESTED) > 0 and predicted(predictions) >= due,
+                            f"kill {kill}: readings ingested by this start and {due} predictions")
+            assert_mid_stream(worker, predictions, castings)
+            worker.kill()
+            worker.start()
+    finally:
+        release.set()
     producer.join(timeout=120)
-    reader = reader_factory(cfg, cfg.topics.predictions)
-    reader.read_distinct_keys(len(castings), 240, worker)
-    assert_predictions_match(reader.json(), castings, tiny_checkpoint)
-    assert worker.starts == 4
+    predictions.read_distinct_keys(len(castings), 240, worker)
+    assert_predictions_match(predictions.json(), castings, tiny_checkpoint)
 
 
 def test_two_workers_one_killed_mid_stream(service_config, worker_factory, reader_factory, tiny_checkpoint):
     cfg = service_config(topics={"partitions": 4})
     castings = make_castings(100, seed=31, prefix="G")
-    n_messages = sum(len(c.values) // 10 + 2 for c in castings)
+    predictions = reader_factory(cfg, cfg.topics.predictions)
     first, second = worker_factory(cfg).start(), worker_factory(cfg).start()
-    time.sleep(8)  # both in the group before the stream starts
-    producer = produce_in_background(cfg, castings, rate_per_s=n_messages / 20.0)
-    time.sleep(8)
-    first.kill()
+    for worker in (first, second):  # both up before the stream starts
+        worker.wait_for(worker.ready, "both workers ready")
+    release = threading.Event()
+    producer = produce_in_background(cfg, castings, rate_per_s=messages_of(castings) / 20.0, hold_back=release)
+    try:
+        due = len(castings) // 4
+
+        def both_share_the_stream() -> bool:
+            second.check_alive()
+            return first.metric(INGESTED) > 0 and second.metric(INGESTED) > 0 and predicted(predictions) >= due
+
+        first.wait_for(both_share_the_stream, f"both workers ingesting and {due} predictions")
+        assert_mid_stream(first, predictions, castings)
+        first.kill()
+    finally:
+        release.set()
     producer.join(timeout=120)
-    reader = reader_factory(cfg, cfg.topics.predictions)
-    reader.read_distinct_keys(len(castings), 240, second)
-    assert_predictions_match(reader.json(), castings, tiny_checkpoint)
+    predictions.read_distinct_keys(len(castings), 240, second)
+    assert_predictions_match(predictions.json(), castings, tiny_checkpoint)
 
 
 def test_sigterm_mid_stream_exits_0_and_hands_back_in_flight_work(service_config, worker_factory, reader_factory,
                                                                    tiny_checkpoint):
     cfg = service_config(topics={"partitions": 4})
     castings = make_castings(60, seed=35, prefix="T")
-    n_messages = sum(len(c.values) // 10 + 2 for c in castings)
+    predictions = reader_factory(cfg, cfg.topics.predictions)
     worker = worker_factory(cfg).start()
-    producer = produce_in_background(cfg, castings, rate_per_s=n_messages / 15.0)
-    time.sleep(7)
-    assert worker.terminate() == 0, worker.log_tail()
-    worker.start()
+    release = threading.Event()
+    producer = produce_in_background(cfg, castings, rate_per_s=messages_of(castings) / 15.0, hold_back=release)
+    try:
+        due = len(castings) // 3
+        worker.wait_for(lambda: worker.metric(INGESTED) > 0 and predicted(predictions) >= due,
+                        f"readings ingested and {due} predictions")
+        assert_mid_stream(worker, predictions, castings)
+        assert worker.terminate() == 0, worker.log_tail()
+        worker.start()
+    finally:
+        release.set()
     producer.join(timeout=120)
-    reader = reader_factory(cfg, cfg.topics.predictions)
-    reader.read_distinct_keys(len(castings), 180, worker)
-    assert_predictions_match(reader.json(), castings, tiny_checkpoint)
+    predictions.read_distinct_keys(len(castings), 180, worker)
+    assert_predictions_match(predictions.json(), castings, tiny_checkpoint)
