@@ -71,13 +71,15 @@ def test_replay_from_a_time_scores_exactly_the_castings_that_start_after_it(serv
     span_messages = list(casting_messages(straddling.casting_id, straddling.values, chunk_size=10))
     half = len(span_messages) // 2
 
-    produce(cfg, ((k.encode(), v) for k, v in interleave(before, strands=3, chunk_size=10)))
-    produce(cfg, ((straddling.casting_id.encode(), m) for m in span_messages[:half]))
-    time.sleep(1.5)  # broker timestamps are in ms: leave a clear gap around the cut
-    cut = datetime.now(UTC)
-    time.sleep(1.5)
-    produce(cfg, ((straddling.casting_id.encode(), m) for m in span_messages[half:]))
-    produce(cfg, ((k.encode(), v) for k, v in interleave(after, strands=3, chunk_size=10)))
+    # explicit record timestamps, a minute either side of the cut (all in the past, within the replay's
+    # look-back of window.abandon_after_s, so the straddling casting's first half is seen)
+    cut_ms = int(time.time() * 1000) - 120_000
+    cut = datetime.fromtimestamp(cut_ms / 1000, UTC)
+    early_ms, late_ms = cut_ms - 60_000, cut_ms + 60_000
+    produce(cfg, ((k.encode(), v) for k, v in interleave(before, strands=3, chunk_size=10)), timestamp_ms=early_ms)
+    produce(cfg, ((straddling.casting_id.encode(), m) for m in span_messages[:half]), timestamp_ms=early_ms)
+    produce(cfg, ((straddling.casting_id.encode(), m) for m in span_messages[half:]), timestamp_ms=late_ms)
+    produce(cfg, ((k.encode(), v) for k, v in interleave(after, strands=3, chunk_size=10)), timestamp_ms=late_ms)
 
     summary, _ = replay(cfg, tiny_checkpoint, start=cut.isoformat())
     replayed = reader_factory(cfg, f"{cfg.topics.predictions}.replay")
