@@ -9,25 +9,16 @@ from pathlib import Path
 import click
 
 from stream_app.errors import StreamAppError
+from stream_app.logging_setup import configure_logging
 
 log = logging.getLogger("stream_app")
-
-
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # client libraries log every connection at INFO; their warnings are what an operator needs
-    for noisy in ("kafka", "aiokafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def cli(verbose: bool) -> None:
     """Streaming defect predictor for steel continuous-casting lines."""
-    _configure_logging(verbose)
+    configure_logging(verbose)
 
 
 @cli.group()

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from stream_app.logging_setup import configure_logging
+
 __all__ = ["evaluate", "train"]
-
-
-def _configure_logging(verbose: bool) -> None:
-    # no-op when the `stream-app` group has configured logging already
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _source(data: Path | None, synthetic: int | None, data_seed: int):
@@ -66,7 +59,7 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 @click.option("-v", "--verbose", is_flag=True)
 def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, threads, progress, verbose) -> None:
     """Train the defect model; writes the checkpoint, metrics and plots to --output-dir."""
-    _configure_logging(verbose)
+    configure_logging(verbose)
     from models.config import PRODUCT_CONFIG, ConfigError, load_lstm_config
     from models.pipeline import SplitSpec, run_training
 
@@ -120,7 +113,7 @@ def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, thr
 @click.option("-v", "--verbose", is_flag=True)
 def evaluate(checkpoint, data, synthetic, data_seed, output, plot, uea, seed, check_targets, verbose) -> None:
     """Evaluate a checkpoint: AUC-ROC, AUC-PR, F1/precision/recall, oracle AUC, summary-stats baseline."""
-    _configure_logging(verbose)
+    configure_logging(verbose)
     if uea is not None:
         from models.uea import run_uea
 
