@@ -30,9 +30,9 @@ def test_deterministic_and_independent_of_n(castings):
 
 
 def test_shapes_lengths_and_hard_limits(castings):
-    assert len(CHANNELS) == 5
+    assert len(CHANNELS) == len(HARD_LIMITS)  # one limit row per channel
     for seq in castings.sequences:
-        assert seq.dtype == np.float32 and seq.shape[1] == 5
+        assert seq.dtype == np.float32 and seq.shape[1] == len(CHANNELS)
         assert 100 <= len(seq) <= 500
         assert np.all(seq >= HARD_LIMITS[:, 0]) and np.all(seq <= HARD_LIMITS[:, 1])
     means = np.concatenate(castings.sequences).mean(axis=0)

@@ -15,7 +15,8 @@ NOW = 1_700_000_000.5
 
 
 def letter(**fields) -> dict:
-    base = {"reason": "malformed_json", "detail": "bad", "source": SOURCE, "key": b"C-1", "payload": b"{oops"}
+    source = SourceRecord("casting.sensors", 3, 1234, b"C-1", b"{oops").source()  # as the ingest stage does
+    base = {"reason": "malformed_json", "detail": "bad", "source": source, "key": b"C-1", "payload": b"{oops"}
     return json.loads(DeadLetter(**{**base, **fields}).to_bytes(NOW))
 
 
@@ -116,11 +117,6 @@ def test_scoring_request_round_trip(request_):
 def test_scoring_request_fields():
     doc = json.loads(ScoringRequest("C-1", 300, 12.5, SOURCE).to_bytes())
     assert doc == {"casting_id": "C-1", "n_steps": 300, "end_consumed_at": 12.5, "source": SOURCE}
-
-
-def test_source_record_source():
-    record = SourceRecord("casting.sensors", 3, 1234, b"C-1", b"{}")
-    assert record.source() == SOURCE
 
 
 @pytest.mark.parametrize(
