@@ -256,3 +256,14 @@ def test_to_env_round_trips_and_leaves_secrets_out():
     assert not any("s3cret" in value for value in env.values())
     assert "STREAM_APP__REDIS__PASSWORD" not in env
     assert load_config(environ={**env, "STREAM_APP__REDIS__PASSWORD": "s3cret"}) == cfg
+
+
+def test_write_config_round_trips_and_leaves_secrets_out(tmp_path):
+    from stream_app.config import write_config
+
+    cfg = load_config(environ={**SASL_ENV, "STREAM_APP__BATCHING__MAX_BATCH_SIZE": "7"},
+                      validation={"channels": [{"name": "a", "unit": "u", "min": 0, "max": 1}]})
+    path = write_config(cfg, tmp_path / "child.yaml")
+    assert SASL_PASSWORD not in path.read_text() and REDIS_PASSWORD not in path.read_text()
+    secrets = {k: v for k, v in SASL_ENV.items() if k.endswith("PASSWORD")}
+    assert load_config(path, environ=secrets) == cfg
