@@ -76,8 +76,8 @@ def attention_on_mechanisms(model: SteelDefectLSTM, data: SyntheticCastings, mar
     for start in range(0, len(idx), 64):
         chunk = idx[start : start + 64]
         x, lengths = pad_sequences([data.sequences[i] for i in chunk])
-        model(torch.from_numpy(x), torch.from_numpy(lengths))
-        weights = model.get_attention_weights().double().cpu().numpy()  # (B, T)
+        _, attention = model.forward_with_attention(torch.from_numpy(x), torch.from_numpy(lengths))
+        weights = attention.double().cpu().numpy()  # (B, T)
         for row, i in enumerate(chunk):
             n = int(lengths[row])
             lo = max(int(np.floor(data.spans[i, 0])) - margin_steps, 0)
