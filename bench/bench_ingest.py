@@ -97,15 +97,13 @@ async def drain_bare(cfg) -> tuple[int, float]:
 async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
     """(b): aiokafka getmany -> the worker's parser and pipelined Redis writes; returns (readings, seconds)."""
     from stream_app.runtime.connections import create_redis
-    from stream_app.runtime.metrics import Metrics
     from stream_app.service.ingest_stage import IngestStage
     from stream_app.service.messages import MessageParser
     from stream_app.service.records import SourceRecord
-    from stream_app.service.window_store import RedisWindowStore
+    from stream_app.service.redis_window_store import RedisWindowStore
 
     redis = create_redis(cfg.redis)
-    stage = IngestStage(MessageParser(cfg.validation), RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s),
-                        Metrics())
+    stage = IngestStage(MessageParser(cfg.validation), RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s))
     consumer, end = await _consumer(cfg)
     try:
         count, readings, first = 0, 0, None

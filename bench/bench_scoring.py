@@ -66,12 +66,12 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
     import torch
 
     from stream_app.runtime.connections import create_redis
-    from stream_app.runtime.metrics import Metrics
+    from stream_app.runtime.scoring_pipeline import ScoringPipeline
     from stream_app.service.messages import Readings
     from stream_app.service.model_runner import Scorer
     from stream_app.service.records import ScoringRequest
-    from stream_app.service.scoring_stage import ScoringPipeline, ScoringStage
-    from stream_app.service.window_store import RedisWindowStore
+    from stream_app.service.redis_window_store import RedisWindowStore
+    from stream_app.service.scoring_stage import ScoringStage
 
     scorer = Scorer(model, scorer_version, device, dtype)
     if autocast:
@@ -79,7 +79,7 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")  # as the worker
-    stage = ScoringStage(store, scorer, cfg.window, scorer.threshold(cfg.model.threshold), batch, Metrics(), executor)
+    stage = ScoringStage(store, scorer, cfg.window, scorer.threshold(cfg.model.threshold), batch, executor)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def raw_forward(x, lengths):

@@ -110,6 +110,9 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
     import time
 
     from stream_app.config import load_config
+    from stream_app.extras import require_extra
+
+    require_extra("simulate", "simulate")
     from stream_app.tools.simulate import load_castings, run_simulation
 
     if not 0.0 <= bad_share <= 1.0:
@@ -140,6 +143,7 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
     from stream_app.config import load_config
     from stream_app.runtime.replay import run_replay
     from stream_app.service.model_runner import Scorer
+    from stream_app.tools.progress import ReplayProgress
 
     base = load_config(config_path)
     app_id = app_id or f"{base.app_id}-replay-{time.strftime('%Y%m%d%H%M%S')}"
@@ -147,8 +151,12 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
         raise click.BadParameter("must differ from the live worker's app_id", param_hint="--app-id")
     cfg = base.model_copy(update={"app_id": app_id})
     scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
-    summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
-                                     deadletter_topic=deadletter_topic, progress=not no_progress))
+    progress = ReplayProgress(enabled=not no_progress)
+    try:
+        summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
+                                         deadletter_topic=deadletter_topic, on_progress=progress))
+    finally:
+        progress.close()
     for line in summary.lines():
         click.echo(line)
 
@@ -163,6 +171,9 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
 def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
     """Start the local stack and a worker, simulate castings, show predictions live, stop it all."""
     from stream_app.config import load_config
+    from stream_app.extras import require_extra
+
+    require_extra("simulate", "demo")
     from stream_app.tools.demo import run_demo
 
     cfg = load_config(config_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from stream_app.extras import require_extra
 from stream_app.logging_setup import configure_logging
 
 __all__ = ["evaluate", "train"]
@@ -60,6 +61,7 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, threads, progress, verbose) -> None:
     """Train the defect model; writes the checkpoint, metrics and plots to --output-dir."""
     configure_logging(verbose)
+    require_extra("train", "train")
     from models.config import PRODUCT_CONFIG, ConfigError, load_lstm_config
     from models.pipeline import SplitSpec, run_training
 
@@ -114,6 +116,7 @@ def train(config_path, data, synthetic, data_seed, seed, output_dir, epochs, thr
 def evaluate(checkpoint, data, synthetic, data_seed, output, plot, uea, seed, check_targets, verbose) -> None:
     """Evaluate a checkpoint: AUC-ROC, AUC-PR, F1/precision/recall, oracle AUC, summary-stats baseline."""
     configure_logging(verbose)
+    require_extra("train", "evaluate")
     if uea is not None:
         from models.uea import run_uea
 

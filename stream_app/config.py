@@ -18,7 +18,6 @@ model config (``LSTM__SECTION__KEY``) uses too.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -214,27 +213,6 @@ def write_config(cfg: StreamConfig, path: Path | str) -> Path:
     data = cfg.model_dump(mode="json", exclude={"kafka": {"sasl_password"}, "redis": {"password"}})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def to_env(cfg: StreamConfig) -> dict[str, str]:
-    """The `STREAM_APP__*` variables that make another process load `cfg` (secrets left out: they are
-    inherited from the environment, never written out)."""
-    env: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                walk(f"{prefix}__{key.upper()}", inner)
-        elif isinstance(value, list) and value and isinstance(value[0], dict):
-            env[prefix] = json.dumps(value)  # read back as YAML: JSON is YAML
-        elif isinstance(value, list):
-            env[prefix] = ",".join(str(v) for v in value)
-        elif value is not None:
-            env[prefix] = str(value).lower() if isinstance(value, bool) else str(value)
-
-    data = cfg.model_dump(mode="json", exclude={"kafka": {"sasl_password"}, "redis": {"password"}})
-    walk(ENV_PREFIX.rstrip("_"), data)
-    return env
 
 
 def load_config(

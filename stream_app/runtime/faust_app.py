@@ -1,8 +1,11 @@
-"""The faust app: the ingest loop, the scoring agent, the abandonment sweep, the health probe.
-The only module that imports faust.
+"""The faust app: the one module that wires Kafka to the stages, and the only one importing faust.
 
-The ingest loop (`IngestConsumer`, a plain aiokafka consumer group run as an app task; see its module
-for why) commits a fetch's offsets only after its scoring requests and dead letters are acknowledged
+Stages return what must happen; this module sends it (`FaustOutputs`), acknowledges, and records the
+metrics, so control flows one way: records -> stage -> outcome -> sends -> commit/ack.
+Its parts: the ingest loop (`IngestLoop`, a plain aiokafka consumer group run as an app task; see its
+module for why), the scoring agent, the abandonment sweep (timer) and the readiness probe.
+
+The ingest loop commits a fetch's offsets only after its scoring requests and dead letters are acknowledged
 by the broker. The scoring agent takes micro-batches with `noack_take`, keeps two in flight
 (`ScoringPipeline`) and acks a batch's records only after its predictions are acknowledged and its
 windows freed. A crash or SIGTERM at any point leaves the batch uncommitted, so it is consumed again
@@ -28,16 +31,17 @@ import faust
 
 from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis, faust_broker_credentials
-from stream_app.runtime.ingest_loop import IngestConsumer
+from stream_app.runtime.ingest_loop import IngestLoop
 from stream_app.runtime.metrics import Metrics
-from stream_app.runtime.outages import Dependency, is_outage, quiet_client_loggers
+from stream_app.runtime.outages import Dependency, RetryingWindowStore, is_outage, quiet_client_loggers
+from stream_app.runtime.scoring_pipeline import ScoringPipeline
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
 from stream_app.service.messages import MessageParser
 from stream_app.service.model_runner import Scorer
 from stream_app.service.records import DeadLetter, ScoringRequest
-from stream_app.service.scoring_stage import ScoringOutcome, ScoringPipeline, ScoringStage
-from stream_app.service.sweep import sweep_abandoned
-from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.redis_window_store import RedisWindowStore
+from stream_app.service.scoring_stage import ScoringOutcome, ScoringStage
+from stream_app.service.sweep import claim_abandoned, close_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +51,15 @@ def scoring_topic_name(cfg: StreamConfig) -> str:
 
 
 @dataclass
-class WorkerParts:
-    """What the agents share; built once per process."""
+class WorkerPipeline:
+    """The stages of one worker process and what they share: built once, wired into the faust app."""
 
     cfg: StreamConfig
     metrics: Metrics
     store: RedisWindowStore
-    ingest: IngestStage
-    scoring: ScoringStage
+    ingest: IngestStage  # on the plain store: the ingest loop retries whole batches
+    scoring: ScoringStage  # on the patient store: each call waits out Redis outages
+    patient_store: RetryingWindowStore  # the sweep's too
     redis: Dependency
     kafka: Dependency
     running: set[str] = field(default_factory=set)  # the loops that have started: ingest, scoring
@@ -76,25 +81,62 @@ def dependency(name: str, cfg: StreamConfig, metrics: Metrics) -> Dependency:
                       up_gauge=metrics.dependency_up.labels(name), outage_seconds=metrics.outage_seconds.labels(name))
 
 
-def build_parts(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerParts:
+def build_pipeline(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerPipeline:
     store = RedisWindowStore(create_redis(cfg.redis), cfg.redis_prefix, cfg.redis.key_ttl_s)
     redis, kafka = dependency("redis", cfg, metrics), dependency("kafka", cfg, metrics)
-    # one thread: the model is not re-entrant (it keeps the last attention) and torch parallelises inside
+    patient = RetryingWindowStore(store, redis)
+    # one thread: torch parallelises inside a forward, and the pipeline keeps the next batch's fetch
+    # busy meanwhile; the model call is stateless, so more threads would be safe
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
-    return WorkerParts(
+    return WorkerPipeline(
         cfg=cfg,
         metrics=metrics,
         store=store,
-        ingest=IngestStage(MessageParser(cfg.validation), store, metrics),
-        scoring=ScoringStage(store, scorer, cfg.window, scorer.threshold(cfg.model.threshold),
-                             cfg.batching.max_batch_size, metrics, executor, redis=redis),
+        ingest=IngestStage(MessageParser(cfg.validation), store),
+        scoring=ScoringStage(patient, scorer, cfg.window, scorer.threshold(cfg.model.threshold),
+                             cfg.batching.max_batch_size, executor),
+        patient_store=patient,
         redis=redis,
         kafka=kafka,
     )
 
 
-def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
-    cfg = parts.cfg
+class FaustOutputs:
+    """The worker's sends, each returning once the broker has acknowledged everything it sent and
+    waiting out broker outages (a resend after a failure carries the same bytes)."""
+
+    def __init__(self, app: faust.App, cfg: StreamConfig, kafka: Dependency) -> None:
+        self.requests = app.topic(scoring_topic_name(cfg), key_type=bytes, value_type=bytes, internal=True,
+                                  partitions=cfg.topics.partitions)
+        self.predictions = app.topic(cfg.topics.predictions, key_type=bytes, value_type=bytes)
+        self.deadletter = app.topic(cfg.topics.deadletter, key_type=bytes, value_type=bytes)
+        self.kafka = kafka
+
+    async def send_ingest(self, outcome: IngestOutcome, now: float) -> None:
+        """Scoring requests and dead letters of an ingest batch (the ingest loop waits out outages itself)."""
+        pending = [await self.requests.send(key=r.casting_id.encode(), value=r.to_bytes()) for r in outcome.requests]
+        pending += [await self.deadletter.send(key=letter.key or b"", value=letter.to_bytes(now))
+                    for letter in outcome.deadletters]
+        await asyncio.gather(*pending)
+
+    async def send_scoring(self, outcome: ScoringOutcome) -> None:
+        async def send_all() -> None:
+            pending = [await self.predictions.send(key=c.encode(), value=p) for c, p in outcome.predictions]
+            pending += [await self.deadletter.send(key=c.encode(), value=p) for c, p in outcome.deadletters]
+            await asyncio.gather(*pending)
+
+        await self.kafka.call(send_all, "sending predictions")
+
+    async def send_deadletters(self, letters: list[DeadLetter], now: float) -> None:
+        async def send_all() -> None:
+            await asyncio.gather(*[await self.deadletter.send(key=letter.key or b"", value=letter.to_bytes(now))
+                                   for letter in letters])
+
+        await self.kafka.call(send_all, "sending dead letters")
+
+
+def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.App:
+    cfg = pipeline.cfg
     app = faust.App(
         cfg.app_id,
         broker=cfg.kafka.broker_urls(),
@@ -113,32 +155,14 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
         broker_rebalance_timeout=cfg.kafka.rebalance_timeout_s,
         consumer_max_fetch_size=cfg.kafka.max_partition_fetch_bytes,
     )
-    requests_topic = app.topic(
-        scoring_topic_name(cfg), key_type=bytes, value_type=bytes, internal=True,
-        partitions=cfg.topics.partitions,
-    )
-    predictions = app.topic(cfg.topics.predictions, key_type=bytes, value_type=bytes)
-    deadletter = app.topic(cfg.topics.deadletter, key_type=bytes, value_type=bytes)
-    kafka = parts.kafka
-
-    async def send_deadletters(letters: list[DeadLetter], now: float) -> list:
-        return [
-            await deadletter.send(key=letter.key or b"", value=letter.to_bytes(now)) for letter in letters
-        ]
-
-    async def send_ingest_outcome(outcome: IngestOutcome, now: float) -> None:
-        pending = [
-            await requests_topic.send(key=r.casting_id.encode(), value=r.to_bytes()) for r in outcome.requests
-        ]
-        pending += await send_deadletters(outcome.deadletters, now)
-        await asyncio.gather(*pending)  # broker acks before the offsets are committed
-
-    ingest = IngestConsumer(cfg, parts.ingest, send_ingest_outcome, parts.redis, kafka)
+    outputs = FaustOutputs(app, cfg, pipeline.kafka)
+    metrics = pipeline.metrics
+    ingest = IngestLoop(cfg, pipeline.ingest, outputs.send_ingest, metrics, pipeline.redis, pipeline.kafka)
 
     @app.task
     async def consume_sensors() -> None:
         quiet_client_loggers()  # here: faust has set up logging by now
-        parts.running.add("ingest")
+        pipeline.running.add("ingest")
         try:
             await ingest.run()
         except asyncio.CancelledError:
@@ -147,24 +171,20 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
             log.exception("ingest loop failed; stopping the worker")
             await app.crash(exc)
         finally:
-            parts.running.discard("ingest")
+            pipeline.running.discard("ingest")
 
-    @app.agent(requests_topic, concurrency=1)
+    @app.agent(outputs.requests, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
         async def deliver(outcome: ScoringOutcome, events: list[faust.EventT]) -> None:
-            async def send_all() -> None:
-                pending = [await predictions.send(key=c.encode(), value=p) for c, p in outcome.predictions]
-                pending += [await deadletter.send(key=c.encode(), value=p) for c, p in outcome.deadletters]
-                await asyncio.gather(*pending)
-
-            await kafka.call(send_all, "sending predictions")  # a resend after a failure carries the same bytes
-            await parts.scoring.finish(outcome)
+            await outputs.send_scoring(outcome)
+            await pipeline.scoring.finish(outcome)
+            metrics.record_scoring(outcome.stats, cfg.batching.max_batch_size)
             for event in events:
                 await stream.ack(event)
 
         take = stream.noack_take(cfg.batching.max_batch_size, within=cfg.batching.max_wait_ms / 1000.0)
-        pipeline = ScoringPipeline(parts.scoring, deliver)  # batch N+1's fetch overlaps batch N's forward
-        parts.running.add("scoring")
+        batches = ScoringPipeline(pipeline.scoring, deliver)  # batch N+1's fetch overlaps batch N's forward
+        pipeline.running.add("scoring")
         try:
             async for events in take:
                 requests = []
@@ -173,7 +193,7 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
                         requests.append(ScoringRequest.from_bytes(event.message.value))
                     except (ValueError, KeyError, TypeError):  # written by us; only a foreign producer gets here
                         log.error("unreadable scoring request at offset %d; skipped", event.message.offset)
-                await pipeline.submit(requests, events)
+                await batches.submit(requests, events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -182,19 +202,18 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
             log.exception("scoring agent failed; stopping the worker")
             await app.crash(exc)
         finally:
-            parts.running.discard("scoring")
-            pipeline.cancel()  # what is in flight stays unacked and is consumed again
+            pipeline.running.discard("scoring")
+            batches.cancel()  # what is in flight stays unacked and is consumed again
 
     @app.timer(interval=cfg.window.sweep_interval_s)
     async def sweep() -> None:
-        async def send(letters: list[DeadLetter], now: float) -> None:
-            await kafka.call(lambda: _gather(send_deadletters(letters, now)), "sweep dead letters")
-
-        swept = await sweep_abandoned(parts.store, cfg.window.abandon_after_s, cfg.topics.sensors, time.time(),
-                                      send, redis=parts.redis)
-        if swept:
-            parts.metrics.deadletters.labels("incomplete").inc(len(swept))
-        parts.metrics.open_castings.set(await parts.redis.call(parts.store.open_count, "open castings"))
+        now = time.time()
+        letters = await claim_abandoned(pipeline.patient_store, now, cfg.window.abandon_after_s, cfg.topics.sensors)
+        if letters:
+            await outputs.send_deadletters(letters, now)
+            await close_abandoned(pipeline.patient_store, letters)
+            metrics.deadletters.labels("incomplete").inc(len(letters))
+        metrics.open_castings.set(await pipeline.patient_store.open_count())
 
     @app.task
     async def probe() -> None:
@@ -202,15 +221,11 @@ def create_app(parts: WorkerParts, datadir: Path | None = None) -> faust.App:
         interval = cfg.resilience.probe_interval_s
         while True:
             await asyncio.sleep(interval)
-            await _probe(parts.redis, lambda: parts.store.client.ping(), interval)
+            await _probe(pipeline.redis, pipeline.store.client.ping, interval)
             if ingest.consumer is not None:
-                await _probe(kafka, ingest.consumer.topics, interval)
+                await _probe(pipeline.kafka, ingest.consumer.topics, interval)
 
     return app
-
-
-async def _gather(sends) -> None:
-    await asyncio.gather(*await sends)
 
 
 async def _probe(dep: Dependency, ask, interval_s: float) -> None:

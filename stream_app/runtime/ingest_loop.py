@@ -1,9 +1,7 @@
 """The ingest loop: `casting.sensors` -> IngestStage, read by a plain aiokafka consumer group.
 
-Why not a faust agent: faust hands an agent its records one at a time (per record: two tasks and an
-`asyncio.wait` in its fetcher, a channel queue, the stream iterator), about 80 µs per record on the
-reference machine, six times the work of parsing and writing the record. With one reading per message
-that held ingest to 0.16 of a plain loop (docs/BENCHMARKS.md §2). Here what one fetch returns is one
+Not a faust agent: faust hands an agent its records one at a time, several times the cost of parsing
+and writing a record (docs/ARCHITECTURE.md, "Ingest is not a faust agent"). Here one fetch is one
 batch, handed to the same IngestStage the replay uses. Scoring stays a faust agent.
 
 Delivery: a batch's offsets are committed only after its window writes are done and the scoring
@@ -29,6 +27,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from stream_app.config import StreamConfig
 from stream_app.runtime.connections import aiokafka_kwargs
+from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.outages import Dependency, OutageAbandoned, is_outage
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
 from stream_app.service.records import SourceRecord
@@ -44,12 +43,15 @@ def ingest_group_id(cfg: StreamConfig) -> str:
     return f"{cfg.app_id}.ingest"
 
 
-class IngestConsumer(ConsumerRebalanceListener):
-    def __init__(self, cfg: StreamConfig, stage: IngestStage, send: SendOutcome, redis: Dependency,
-                 kafka: Dependency) -> None:
+class IngestLoop(ConsumerRebalanceListener):
+    """casting.sensors fetches -> IngestStage -> `send` (the wiring's) -> commit; records the metrics."""
+
+    def __init__(self, cfg: StreamConfig, stage: IngestStage, send: SendOutcome, metrics: Metrics,
+                 redis: Dependency, kafka: Dependency) -> None:
         self.cfg = cfg
         self.stage = stage
         self.send = send
+        self.metrics = metrics
         self.redis = redis
         self.kafka = kafka
         self.consumer: AIOKafkaConsumer | None = None  # set while running (the health probe asks it)
@@ -97,7 +99,7 @@ class IngestConsumer(ConsumerRebalanceListener):
                        for messages in batches.values() for m in messages]
             now = time.time()
             try:
-                retried = self.stage.metrics.ingest_retries.inc
+                retried = self.metrics.ingest_retries.inc
                 outcome = await self.redis.call(lambda: self.stage.process(records, now), "ingest",
                                                 give_up=self._given_up, on_failure=retried)
                 await self.kafka.call(lambda: self.send(outcome, now), "ingest sends", give_up=self._given_up,
@@ -112,6 +114,7 @@ class IngestConsumer(ConsumerRebalanceListener):
                     with contextlib.suppress(IllegalStateError):
                         consumer.seek(tp, messages[0].offset)
                 return
+            self.metrics.record_ingest(outcome)
             try:
                 await consumer.commit({tp: messages[-1].offset + 1 for tp, messages in batches.items()})
             except (CommitFailedError, IllegalStateError) as exc:

@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from stream_app.service.ingest_stage import IngestOutcome
 from stream_app.service.messages import REASONS
+from stream_app.service.scoring_stage import ScoringStats
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -88,6 +90,36 @@ class Metrics:
             "casting_end_to_end_latency_seconds", "End marker consumed -> prediction produced",
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
+
+    def record_ingest(self, outcome: IngestOutcome) -> None:
+        """What one ingest batch did (the stage returns it; the loop that ran the batch records it)."""
+        self.messages_consumed.inc(outcome.records)
+        self.readings_ingested.inc(outcome.readings)
+        self.ingest_batch_size.observe(outcome.records)
+        if outcome.repeated_ends:
+            self.repeated_ends.inc(outcome.repeated_ends)
+        if outcome.redelivered_readings:
+            self.redelivered_readings.inc(outcome.redelivered_readings)
+        for letter in outcome.deadletters:
+            self.deadletters.labels(letter.reason).inc()
+
+    def record_scoring(self, stats: ScoringStats, max_batch_size: int) -> None:
+        """What one scoring batch did."""
+        for delay in stats.queue_delays_s:
+            self.queue_delay.observe(delay)
+        if stats.scored_batch_size:
+            self.batch_size.observe(stats.scored_batch_size)
+            self.batch_fill.observe(min(1.0, stats.scored_batch_size / max_batch_size))
+        if stats.inference_s is not None:
+            self.inference_time.observe(stats.inference_s)
+        if stats.resent:
+            self.duplicates_resent.inc(stats.resent)
+        for reason in stats.new_deadletter_reasons:
+            self.deadletters.labels(reason).inc()
+        if stats.latencies_s:
+            self.castings_scored.inc(len(stats.latencies_s))
+        for latency in stats.latencies_s:
+            self.end_to_end_latency.observe(latency)
 
     def serve(self, port: int, host: str = "127.0.0.1", health: Callable[[], dict] | None = None) -> int:
         """Serve `/metrics` (Prometheus) and `/health` (200 when ready, else 503; JSON body from `health()`)

@@ -12,10 +12,12 @@ per attempt.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
@@ -158,6 +160,26 @@ class Dependency:
         result = await retrying(attempt)
         self.succeeded()
         return result
+
+
+class RetryingWindowStore:
+    """A window store whose every call waits out Redis outages (`Dependency.call`); the stages take it
+    as a plain `WindowStore` and know nothing of retries."""
+
+    def __init__(self, store: Any, redis: Dependency) -> None:
+        self._store = store
+        self._redis = redis
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not inspect.iscoroutinefunction(attr):
+            return attr
+
+        @functools.wraps(attr)
+        async def patient(*args: Any, **kwargs: Any) -> Any:
+            return await self._redis.call(lambda: attr(*args, **kwargs), f"window store {name}")
+
+        return patient
 
 
 class OutageAbandoned(Exception):  # noqa: N818 - a decision, not a fault

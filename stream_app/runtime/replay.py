@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -26,15 +27,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
 from stream_app.runtime.connections import aiokafka_kwargs, create_redis
-from stream_app.runtime.metrics import Metrics
-from stream_app.runtime.worker import ensure_topics
+from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
 from stream_app.service.model_runner import Scorer
 from stream_app.service.records import SourceRecord
+from stream_app.service.redis_window_store import RedisWindowStore
 from stream_app.service.scoring_stage import ScoringStage
-from stream_app.service.window_store import RedisWindowStore
-from stream_app.tools.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -137,18 +136,17 @@ async def run_replay(
     until: str | None = None,
     predictions_topic: str | None = None,
     deadletter_topic: str | None = None,
-    progress: bool = True,
+    on_progress: Callable[[int, int, ReplaySummary], None] | None = None,
 ) -> ReplaySummary:
     """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does."""
     predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
     deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
     await asyncio.to_thread(ensure_topics, cfg, [predictions_topic, deadletter_topic])
-    metrics = Metrics()
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
-    ingest = IngestStage(MessageParser(cfg.validation), store, metrics)
+    ingest = IngestStage(MessageParser(cfg.validation), store)
     threshold = scorer.threshold(cfg.model.threshold)
-    scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size, metrics)
+    scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size)
     kafka = aiokafka_kwargs(cfg.kafka)
     consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
@@ -166,29 +164,30 @@ async def run_replay(
         for tp, offset in plan.start.items():
             consumer.seek(tp, offset)
         log.info("replaying %d records of %s into %s", plan.total, cfg.topics.sensors, predictions_topic)
-        with progress_bar("replay", plan.total, "records", enabled=progress, readings=0, castings=0) as advance:
-            while active:
-                batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
-                records = []
-                read = 0
-                for tp, messages in batches.items():
-                    for m in messages:
-                        if m.offset >= plan.stop[tp]:
-                            continue
-                        read += 1
-                        if m.key in began_before:
-                            skipped.add(m.key)
-                            continue
-                        records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
-                for tp in list(active):
-                    if await consumer.position(tp) >= plan.stop[tp]:
-                        active.discard(tp)
-                summary.started_before_from = len(skipped)
-                if records:
-                    await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic,
-                                   summary)
-                summary.records += read
-                advance(read, readings=summary.readings, castings=summary.castings_scored)
+        report = on_progress or (lambda done, total, summary: None)
+        report(0, plan.total, summary)
+        while active:
+            batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
+            records = []
+            read = 0
+            for tp, messages in batches.items():
+                for m in messages:
+                    if m.offset >= plan.stop[tp]:
+                        continue
+                    read += 1
+                    if m.key in began_before:
+                        skipped.add(m.key)
+                        continue
+                    records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
+            for tp in list(active):
+                if await consumer.position(tp) >= plan.stop[tp]:
+                    active.discard(tp)
+            summary.started_before_from = len(skipped)
+            if records:
+                await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic,
+                               summary)
+            summary.records += read
+            report(summary.records, plan.total, summary)
         summary.open_at_stop = await store.open_count()
     finally:
         summary.seconds = time.monotonic() - began

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from stream_app.errors import RejectedInput
-from stream_app.runtime.metrics import Metrics
 from stream_app.service.messages import EndMarker, Message, MessageParser, Readings
 from stream_app.service.records import DeadLetter, ScoringRequest, SourceRecord
-from stream_app.service.window_store import IngestWrites, RedisWindowStore, Seal
+from stream_app.service.window_store import IngestWrites, Seal, WindowStore
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,8 @@ log = logging.getLogger(__name__)
 class IngestOutcome:
     requests: list[ScoringRequest] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
-    readings: int = 0
+    records: int = 0  # records in the batch
+    readings: int = 0  # readings written to the store
     repeated_ends: int = 0
     redelivered_readings: int = 0
 
@@ -48,13 +48,12 @@ def reject(record: SourceRecord, error: RejectedInput, casting_id: str | None = 
 
 
 class IngestStage:
-    def __init__(self, parser: MessageParser, store: RedisWindowStore, metrics: Metrics) -> None:
+    def __init__(self, parser: MessageParser, store: WindowStore) -> None:
         self.parser = parser
         self.store = store
-        self.metrics = metrics
 
     async def process(self, records: Sequence[SourceRecord], now: float) -> IngestOutcome:
-        outcome = IngestOutcome()
+        outcome = IngestOutcome(records=len(records))
         parsed: list[tuple[SourceRecord, Message]] = []
         for record in records:
             try:
@@ -78,7 +77,6 @@ class IngestStage:
                 if new_seal is not None:
                     seals[message.casting_id] = new_seal
         await self.store.write_ingest(writes, now)
-        self._count(records, outcome)
         return outcome
 
     def _reading(self, record: SourceRecord, message: Readings, seal: Seal | None, writes: IngestWrites,
@@ -127,14 +125,3 @@ class IngestStage:
         writes.seals[end.casting_id] = new
         outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, record.source()))
         return new
-
-    def _count(self, records: Sequence[SourceRecord], outcome: IngestOutcome) -> None:
-        self.metrics.messages_consumed.inc(len(records))
-        self.metrics.readings_ingested.inc(outcome.readings)
-        self.metrics.ingest_batch_size.observe(len(records))
-        if outcome.repeated_ends:
-            self.metrics.repeated_ends.inc(outcome.repeated_ends)
-        if outcome.redelivered_readings:
-            self.metrics.redelivered_readings.inc(outcome.redelivered_readings)
-        for letter in outcome.deadletters:
-            self.metrics.deadletters.labels(letter.reason).inc()

@@ -11,28 +11,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import NamedTuple
 
 import numpy as np
 import orjson
 
 from stream_app.config import WindowConfig
 from stream_app.errors import RejectedInput
-from stream_app.runtime.metrics import Metrics
-from stream_app.runtime.outages import Dependency
 from stream_app.service.model_runner import Score, Scorer
 from stream_app.service.records import DeadLetter, ScoringRequest, iso_time
-from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.window_store import WindowStore
 from stream_app.service.windows import assemble_window
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 PREDICTION, DEADLETTER = b"P", b"D"  # first byte of a stored outcome says where it goes
 ATTENTION_DECIMALS = 7
+
+
+@dataclass
+class ScoringStats:
+    """What a batch did, for the caller's metrics (the stage records none itself)."""
+
+    queue_delays_s: list[float] = field(default_factory=list)  # end marker consumed -> batch started, per casting
+    scored_batch_size: int = 0  # windows through the model
+    inference_s: float | None = None  # the forward, timed in the scoring thread
+    resent: int = 0  # castings answered with an outcome stored earlier
+    new_deadletter_reasons: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)  # end marker consumed -> prediction, per new prediction
 
 
 @dataclass
@@ -40,6 +49,7 @@ class ScoringOutcome:
     predictions: list[tuple[str, bytes]] = field(default_factory=list)  # (casting id, payload)
     deadletters: list[tuple[str, bytes]] = field(default_factory=list)
     casting_ids: list[str] = field(default_factory=list)  # every casting of the batch, to free
+    stats: ScoringStats = field(default_factory=ScoringStats)
 
 
 @dataclass
@@ -96,28 +106,21 @@ def prediction_payload(
 class ScoringStage:
     def __init__(
         self,
-        store: RedisWindowStore,
+        store: WindowStore,
         scorer: Scorer,
         window_cfg: WindowConfig,
         threshold: float,
         max_batch_size: int,
-        metrics: Metrics,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
-        redis: Dependency | None = None,
     ) -> None:
         self.store = store
         self.scorer = scorer
         self.window_cfg = window_cfg
         self.threshold = threshold
         self.max_batch_size = max_batch_size
-        self.metrics = metrics
         self.executor = executor
         self.clock = clock
-        self.redis = redis  # with one, every store call waits out Redis outages; without, errors propagate
-
-    async def _store(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
-        return await (self.redis.call(fn, what) if self.redis is not None else fn())
 
     async def process(self, requests: Sequence[ScoringRequest]) -> ScoringOutcome:
         """One batch from start to stored outcomes (the replay's way; the worker pipelines the two halves)."""
@@ -132,11 +135,11 @@ class ScoringStage:
         ids = list(unique)
         batch.outcome.casting_ids = ids
         started = self.clock()
-        fetched = await self._store(lambda: self.store.fetch(ids), "scoring fetch")
+        fetched = await self.store.fetch(ids)
         for casting_id, (rows, stored) in zip(ids, fetched, strict=True):
             request = unique[casting_id]
             if stored is not None:
-                self.metrics.duplicates_resent.inc()
+                batch.outcome.stats.resent += 1
                 _route(batch.outcome, casting_id, stored)
                 continue
             try:
@@ -150,19 +153,18 @@ class ScoringStage:
                 )
                 continue
             batch.to_score.append((request, window, gaps))
-            self.metrics.queue_delay.observe(max(0.0, started - request.end_consumed_at))
+            batch.outcome.stats.queue_delays_s.append(max(0.0, started - request.end_consumed_at))
         return batch
 
     async def complete(self, batch: PreparedBatch) -> ScoringOutcome:
         """The model half: forward in the scoring thread, payloads, outcomes stored before anything is sent."""
         if batch.to_score:
             batch_size = len(batch.to_score)
-            self.metrics.batch_size.observe(batch_size)
-            self.metrics.batch_fill.observe(min(1.0, batch_size / self.max_batch_size))
             loop = asyncio.get_running_loop()
             windows = [w for _, w, _ in batch.to_score]
             scores, seconds = await loop.run_in_executor(self.executor, self._timed_score, windows)
-            self.metrics.inference_time.observe(seconds)
+            batch.outcome.stats.scored_batch_size = batch_size
+            batch.outcome.stats.inference_s = seconds
             now = self.clock()
             for (request, _window, gaps), score in zip(batch.to_score, scores, strict=True):
                 payload = prediction_payload(
@@ -174,19 +176,19 @@ class ScoringStage:
         # Another batch (a re-delivery in flight, another worker) may have stored an outcome for the same
         # casting since the fetch: the first stored one wins, so every copy sent carries the same bytes.
         to_record = [(new.casting_id, new.stored) for new in batch.new_outcomes]
-        earlier = await self._store(lambda: self.store.record_outcomes(to_record), "storing outcomes")
+        earlier = await self.store.record_outcomes(to_record)
         now = self.clock()
+        stats = batch.outcome.stats
         for new, first in zip(batch.new_outcomes, earlier, strict=True):
             if first is not None:
-                self.metrics.duplicates_resent.inc()
+                stats.resent += 1
                 _route(batch.outcome, new.casting_id, first)
             elif new.reason is not None:
                 _route(batch.outcome, new.casting_id, new.stored)
-                self.metrics.deadletters.labels(new.reason).inc()
+                stats.new_deadletter_reasons.append(new.reason)
             else:
                 _route(batch.outcome, new.casting_id, new.stored)
-                self.metrics.castings_scored.inc()
-                self.metrics.end_to_end_latency.observe(max(0.0, now - new.end_consumed_at))
+                stats.latencies_s.append(max(0.0, now - new.end_consumed_at))
         return batch.outcome
 
     def _timed_score(self, windows: list[np.ndarray]) -> tuple[list[Score], float]:
@@ -197,53 +199,4 @@ class ScoringStage:
 
     async def finish(self, outcome: ScoringOutcome) -> None:
         """After the outcomes are acknowledged by the broker: free the windows."""
-        await self._store(lambda: self.store.free(outcome.casting_ids), "freeing windows")
-
-
-Deliver = Callable[[ScoringOutcome, T], Awaitable[None]]
-
-
-class ScoringPipeline(Generic[T]):
-    """Keeps two batches in flight: batch N+1 is fetched and assembled on the event loop while batch N's
-    forward runs in the scoring thread (which releases the GIL), and batch N is delivered while batch
-    N+1's forward runs. `submit` returns once the batch before is delivered, so at most two are open.
-
-    `deliver(outcome, token)` sends the outcome, waits for the broker's acks, frees the windows and
-    acks the source records (the token says which); batches are delivered in the order submitted.
-    """
-
-    def __init__(self, stage: ScoringStage, deliver: Deliver[T]) -> None:
-        self.stage = stage
-        self.deliver = deliver
-        self._previous: asyncio.Task[None] | None = None
-
-    async def submit(self, requests: Sequence[ScoringRequest], token: T) -> None:
-        prepared = await self.stage.prepare(requests)
-        previous = self._previous
-        # the task queues its forward behind the previous one on the (single) scoring thread at once
-        self._previous = asyncio.ensure_future(self._complete(prepared, token, previous))
-        self._previous.add_done_callback(_log_failure)
-        if previous is not None:
-            await previous
-
-    async def _complete(self, prepared: PreparedBatch, token: T, previous: asyncio.Task[None] | None) -> None:
-        outcome = await self.stage.complete(prepared)
-        if previous is not None:  # deliver in order
-            await asyncio.shield(previous)
-        await self.deliver(outcome, token)
-
-    async def drain(self) -> None:
-        """Wait until every submitted batch is delivered."""
-        if self._previous is not None:
-            await self._previous
-
-    def cancel(self) -> None:
-        """Stop what is in flight without delivering it (its source records stay unacked)."""
-        if self._previous is not None:
-            self._previous.cancel()
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    # the next `submit` raises it too; this covers the last batch of a burst, which nothing awaits
-    if not task.cancelled() and task.exception() is not None:
-        log.error("scoring batch failed; its records stay unacked", exc_info=task.exception())
+        await self.store.free(outcome.casting_ids)

@@ -1,33 +1,24 @@
-"""Redis window store: one hash per casting (step -> packed float32 row), pipelined.
+"""The window store: what the stages need from wherever the castings' windows are buffered.
 
-Keys (all under the app's prefix, so a replay with another app id never touches live buffers):
-    {prefix}:win:{casting_id}    hash   step -> row bytes; duplicates collapse, order is free
-    {prefix}:open                zset   casting_id -> last activity (epoch s), for the abandonment sweep
-    {prefix}:done:{casting_id}   string the outcome already produced for this casting (a prediction or a
-                                 dead letter), so a re-delivered request re-sends the same bytes
-    {prefix}:seal:{casting_id}   hash   the end marker that sealed the casting: n (n_steps), t/p/o (its topic,
-                                 partition, offset), and d (P or D) once the casting's outcome is stored.
-                                 Kept after the window is freed, so late readings and reused ids are seen
-    {prefix}:claim:{casting_id}  string one worker's claim on an abandoned casting (expires, never deleted)
-Every key carries a TTL (`redis.key_ttl_s`) as a safety net. No method makes more than one round trip.
+`WindowStore` is the protocol; `RedisWindowStore` (redis_window_store.py) is the service's, and
+`MemoryWindowStore` (memory_window_store.py) runs the stages in tests without a server. Every method
+is one round trip in the Redis store, so a stage's cost is a fixed number of round trips per batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-import redis.asyncio
+from typing import Protocol
 
 from stream_app.service.messages import Readings
-from stream_app.service.windows import pack_row
 
 
 @dataclass(frozen=True, slots=True)
 class Seal:
     """Where a casting's end marker was read: everything before it in its partition is the window."""
 
-    n_steps: int
+    n_steps: int  # -1: sealed by the abandonment sweep (no end marker came)
     topic: str
     partition: int
     offset: int
@@ -37,188 +28,53 @@ class Seal:
         """True for a record read before the end marker in the same partition (a re-delivery after a restart)."""
         return topic == self.topic and partition == self.partition and offset < self.offset
 
+    def is_at(self, topic: str, partition: int, offset: int) -> bool:
+        """True for the sealing end marker itself, read again."""
+        return topic == self.topic and partition == self.partition and offset == self.offset
+
     def describe(self) -> str:
         if self.n_steps < 0:
             return "the casting was dead-lettered as incomplete (no end marker in time)"
         return f"the casting was sealed with n_steps={self.n_steps} at {self.topic}[{self.partition}]@{self.offset}"
 
-    def is_at(self, topic: str, partition: int, offset: int) -> bool:
-        """True for the sealing end marker itself, read again."""
-        return topic == self.topic and partition == self.partition and offset == self.offset
-
 
 @dataclass
 class IngestWrites:
-    """What one ingest batch changes in the store, written in one pipeline in this order."""
+    """What one ingest batch changes in the store, applied in this order: readings, seals, discards."""
 
     readings: list[Readings]
     seals: dict[str, Seal]  # casting id -> its new seal
     discard: list[str]  # castings whose window is dropped (end marker rejected)
 
 
-class RedisWindowStore:
-    def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: int) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.ttl_s = ttl_s
-        self.open_key = f"{prefix}:open"
-
-    def window_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:win:{casting_id}"
-
-    def done_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:done:{casting_id}"
-
+class WindowStore(Protocol):
     async def append(self, batch: Sequence[Readings], now: float) -> None:
-        """Write every row of every message in one pipeline; HSET per casting, not per reading."""
-        if not batch:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        opened = self._queue_rows(pipe, batch)
-        pipe.zadd(self.open_key, dict.fromkeys(opened, now))
-        pipe.expire(self.open_key, self.ttl_s)
-        await pipe.execute()
+        """Buffer readings (duplicate steps collapse, order is free) and mark the castings active at `now`."""
 
-    def seal_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:seal:{casting_id}"
-
-    async def lookup(
-        self, casting_ids: Sequence[str], window_ids: Sequence[str]
-    ) -> tuple[dict[str, Seal], set[str]]:
+    async def lookup(self, casting_ids: Sequence[str], window_ids: Sequence[str]) -> tuple[dict[str, Seal], set[str]]:
         """The seals of `casting_ids` (those sealed), and which of `window_ids` have a buffered window."""
-        if not casting_ids and not window_ids:
-            return {}, set()
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id in casting_ids:
-            pipe.hmget(self.seal_key(casting_id), "n", "t", "p", "o", "d")
-        for casting_id in window_ids:
-            pipe.exists(self.window_key(casting_id))
-        replies = await pipe.execute()
-        seals = {}
-        for casting_id, (n, topic, partition, offset, outcome) in zip(casting_ids, replies, strict=False):
-            if n is not None and topic is not None and partition is not None and offset is not None:
-                seals[casting_id] = Seal(int(n), topic.decode(), int(partition), int(offset),
-                                         outcome.decode() if outcome else None)
-        windows = {c for c, flag in zip(window_ids, replies[len(casting_ids):], strict=True) if flag}
-        return seals, windows
 
     async def write_ingest(self, writes: IngestWrites, now: float) -> None:
-        """Readings, then seals, then discards, in one round trip. Redis runs a pipeline's commands in order,
-        so a seal that is stored implies the readings before it are stored too."""
-        pipe = self.client.pipeline(transaction=False)
-        opened = self._queue_rows(pipe, writes.readings)
-        still_open = [c for c in opened if c not in writes.seals and c not in writes.discard]
-        if still_open:
-            pipe.zadd(self.open_key, dict.fromkeys(still_open, now))
-            pipe.expire(self.open_key, self.ttl_s)
-        for casting_id, seal in writes.seals.items():
-            key = self.seal_key(casting_id)
-            pipe.hset(key, mapping=self._seal_fields(seal))
-            pipe.expire(key, self.ttl_s)
-        closed = [*writes.seals, *writes.discard]
-        if closed:
-            pipe.zrem(self.open_key, *closed)
-        if writes.discard:
-            pipe.delete(*(self.window_key(c) for c in writes.discard))
-        if len(pipe):
-            await pipe.execute()
-
-    @staticmethod
-    def _seal_fields(seal: Seal) -> Mapping[str, str | int]:
-        fields: dict[str, str | int] = {"n": seal.n_steps, "t": seal.topic, "p": seal.partition, "o": seal.offset}
-        if seal.outcome:
-            fields["d"] = seal.outcome
-        return fields
-
-    def _queue_rows(self, pipe, batch: Sequence[Readings]) -> list[str]:
-        """HSET per casting, not per reading; returns the castings written."""
-        per_casting: dict[str, dict[int, bytes]] = {}
-        for message in batch:
-            rows = per_casting.setdefault(message.casting_id, {})
-            packed = pack_row(message.rows)  # all rows at once; row i is bytes [i * width, (i + 1) * width)
-            width = len(packed) // len(message.rows)
-            for i in range(len(message.rows)):
-                rows[message.start_step + i] = packed[i * width : (i + 1) * width]
-        for casting_id, rows in per_casting.items():
-            key = self.window_key(casting_id)
-            pipe.hset(key, mapping=rows)
-            pipe.expire(key, self.ttl_s)
-        return list(per_casting)
+        """Apply one ingest batch in order; a stored seal implies the readings before it are stored."""
 
     async def fetch(self, casting_ids: Sequence[str]) -> list[tuple[dict[int, bytes], bytes | None]]:
-        """(rows by step, stored outcome or None) per casting, in one round trip."""
-        if not casting_ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id in casting_ids:
-            pipe.hgetall(self.window_key(casting_id))
-            pipe.get(self.done_key(casting_id))
-        replies = await pipe.execute()
-        out = []
-        for i in range(len(casting_ids)):
-            raw_rows, done = replies[2 * i], replies[2 * i + 1]
-            out.append(({int(step): row for step, row in raw_rows.items()}, done))
-        return out
+        """(rows by step, stored outcome or None) per casting."""
 
     async def record_outcomes(self, outcomes: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
-        """Remember what was produced for each casting before it is sent (see module docstring).
-
-        The first outcome stored for a casting wins (`SET NX GET`, Redis >= 7.0): for each one given,
-        returns None where it was stored, or the outcome stored earlier, which is the one to send.
-        The casting's seal learns that it has an outcome (a re-read end marker then asks for no scoring).
-        """
-        if not outcomes:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id, payload in outcomes:
-            pipe.set(self.done_key(casting_id), payload, ex=self.ttl_s, nx=True, get=True)
-            pipe.hset(self.seal_key(casting_id), "d", payload[:1])
-            pipe.expire(self.seal_key(casting_id), self.ttl_s)
-        replies = await pipe.execute()
-        return list(replies[::3])
-
-    async def seal_abandoned(self, casting_ids: Sequence[str]) -> None:
-        """Seal castings dead-lettered as `incomplete` (no end marker). HSETNX: an end marker that sealed
-        the casting meanwhile keeps its own seal."""
-        if not casting_ids:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id in casting_ids:
-            key = self.seal_key(casting_id)
-            for name, value in (("n", -1), ("t", ""), ("p", -1), ("o", -1), ("d", "D")):
-                pipe.hsetnx(key, name, value)
-            pipe.expire(key, self.ttl_s)
-        await pipe.execute()
+        """Store each casting's outcome unless one is stored: None where stored, else the earlier outcome.
+        The casting's seal learns that it has an outcome."""
 
     async def free(self, casting_ids: Sequence[str]) -> None:
-        if not casting_ids:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        pipe.delete(*(self.window_key(c) for c in casting_ids))
-        pipe.zrem(self.open_key, *casting_ids)
-        await pipe.execute()
+        """Drop the windows and take the castings off the sweep list (seals and outcomes stay)."""
 
     async def stale(self, older_than: float, limit: int = 1000) -> list[str]:
-        """Castings with no activity since `older_than` (epoch s)."""
-        ids = await self.client.zrangebyscore(self.open_key, "-inf", older_than, start=0, num=limit)
-        return [i.decode() if isinstance(i, bytes) else i for i in ids]
-
-    def claim_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:claim:{casting_id}"
+        """Castings with buffered readings and no activity since `older_than` (epoch s)."""
 
     async def claim(self, casting_ids: Sequence[str], hold_s: int) -> list[str]:
-        """Claim abandoned castings for this sweep: only the caller whose `SET NX` made a casting's claim
-        key dead-letters it. The casting stays on the sweep list until the claimant frees it after the
-        dead letter is acknowledged; if the claimant dies first, the claim expires after `hold_s` and a
-        later sweep takes the casting again. Claims are never deleted, only expire, so a sweep that
-        listed a casting just before it was freed cannot claim it a second time."""
-        if not casting_ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for casting_id in casting_ids:
-            pipe.set(self.claim_key(casting_id), b"1", nx=True, ex=hold_s)
-        taken = await pipe.execute()
-        return [c for c, ok in zip(casting_ids, taken, strict=True) if ok]
+        """The castings this caller claims for the sweep (a claim expires after `hold_s`, never deleted)."""
+
+    async def seal_abandoned(self, casting_ids: Sequence[str]) -> None:
+        """Seal swept castings as dead-lettered, unless an end marker sealed them meanwhile."""
 
     async def open_count(self) -> int:
-        return int(await self.client.zcard(self.open_key))
+        """Castings with buffered readings and no end marker."""

@@ -89,7 +89,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
     from rich.console import Console
     from rich.live import Live
 
-    from stream_app.runtime.worker import ensure_topics
+    from stream_app.runtime.topics import ensure_topics
     from stream_app.tools import devstack
     from stream_app.tools.simulate import load_castings, run_simulation
 

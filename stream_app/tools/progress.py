@@ -41,3 +41,28 @@ def progress_bar(label: str, total: int, unit: str, enabled: bool = True, **fiel
         yield advance
     finally:
         progress.stop()
+
+
+class ReplayProgress:
+    """The replay's `on_progress(done, total, summary)`: a bar started at the first call (when the total
+    is known), stopped by `close()`."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._advance: Advance | None = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int, summary: Any) -> None:
+        if not self.enabled:
+            return
+        if self._advance is None:
+            self._bar = progress_bar("replay", total, "records", readings=0, castings=0)
+            self._advance = self._bar.__enter__()
+        self._advance(done - self._done, readings=summary.readings, castings=summary.castings_scored)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 
 from stream_app.runtime.connections import create_redis
-from stream_app.runtime.metrics import Metrics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
 from stream_app.service.records import SourceRecord
-from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.redis_window_store import RedisWindowStore
 from stream_app.tools.simulate import end_message, reading_message
 
 pytestmark = pytest.mark.integration
@@ -87,7 +86,7 @@ async def stage_factory(stream_config, redis_client):
         client = create_redis(stream_config.redis)
         clients.append(client)
         store = RedisWindowStore(client, stream_config.redis_prefix, 600)
-        return IngestStage(MessageParser(stream_config.validation), store, Metrics()), store
+        return IngestStage(MessageParser(stream_config.validation), store), store
 
     yield make
     for client in clients:

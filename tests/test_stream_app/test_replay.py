@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def replay(cfg, checkpoint, **kwargs):
     replay_cfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-replay"})
     scorer = Scorer.from_checkpoint(checkpoint, "cpu")
-    return asyncio.run(run_replay(replay_cfg, scorer, progress=False, **kwargs)), replay_cfg
+    return asyncio.run(run_replay(replay_cfg, scorer, **kwargs)), replay_cfg
 
 
 def by_casting(reader) -> dict[str, dict]:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from stream_app.runtime.connections import create_redis
-from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.scoring_pipeline import ScoringPipeline
 from stream_app.service.messages import Readings
 from stream_app.service.model_runner import Scorer
 from stream_app.service.records import ScoringRequest
-from stream_app.service.scoring_stage import ScoringOutcome, ScoringPipeline, ScoringStage
-from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.redis_window_store import RedisWindowStore
+from stream_app.service.scoring_stage import ScoringOutcome, ScoringStage
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ async def stage(stream_config, scorer, redis_client):  # redis_client: fails cle
     client = create_redis(stream_config.redis)
     store = RedisWindowStore(client, stream_config.redis_prefix, 600)
     executor = ThreadPoolExecutor(max_workers=1)
-    yield ScoringStage(store, scorer, stream_config.window, 0.5, 8, Metrics(), executor)
+    yield ScoringStage(store, scorer, stream_config.window, 0.5, 8, executor)
     executor.shutdown()
     await client.aclose()
 

@@ -77,13 +77,6 @@ def test_predicted_defect_uses_the_threshold(probability, threshold, predicted):
     assert doc["threshold"] == threshold
 
 
-def test_payload_is_deterministic_for_a_rescore():
-    assert prediction_payload(REQUEST, 0.61, ATTENTION, threshold=0.5, model_version="v", gaps_filled=0,
-                              batch_size=3, now=5.0) == \
-        prediction_payload(REQUEST, 0.61, ATTENTION.copy(), threshold=0.5, model_version="v", gaps_filled=0,
-                           batch_size=3, now=5.0)
-
-
 def test_predicted_defect_agrees_with_published_probability():
     doc = payload(probability=0.49999999, threshold=0.5)
     assert doc["predicted_defect"] is (doc["defect_probability"] >= doc["threshold"])

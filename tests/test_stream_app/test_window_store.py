@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from stream_app.runtime.connections import create_redis
-from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.redis_window_store import RedisWindowStore
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""IngestConsumer in-process against the real broker and Redis: outages lose nothing, upgrades re-read nothing."""
+"""IngestLoop in-process against the real broker and Redis: an outage holds the batch, loses nothing."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.runtime.connections import aiokafka_kwargs, create_redis, create_redis_sync
-from stream_app.runtime.ingest_loop import IngestConsumer, ingest_group_id
+from stream_app.runtime.ingest_loop import IngestLoop, ingest_group_id
 from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.outages import Dependency
-from stream_app.runtime.worker import adopt_previous_ingest_offsets
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
 from stream_app.service.messages import MessageParser
-from stream_app.service.window_store import RedisWindowStore
+from stream_app.service.redis_window_store import RedisWindowStore
 from tests.test_stream_app.harness import free_port, make_castings, produce_castings
 
 pytestmark = pytest.mark.integration
@@ -78,8 +77,8 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
 
     metrics = Metrics()
     redis_dep = Dependency("redis", initial_wait_s=0.05, max_wait_s=0.2)
-    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send,
-                              redis_dep, Dependency("kafka"))
+    consumer = IngestLoop(cfg, IngestStage(MessageParser(cfg.validation), store), send, metrics,
+                          redis_dep, Dependency("kafka"))
     sync = create_redis_sync(cfg.redis)
     task = asyncio.create_task(consumer.run())
 
@@ -110,38 +109,3 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         sync.close()
         await unreachable.aclose()
         await real.aclose()
-
-
-async def test_an_upgrade_starts_where_the_faust_agent_group_stopped(service_config, redis_client):
-    """Workers before the ingest consumer committed sensor offsets in faust's group `<app_id>`."""
-    cfg = service_config()
-    produce_castings(cfg, make_castings(8, seed=6, prefix="UPG"), chunk_sizes=(10,))
-    old_group = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), group_id=cfg.app_id, enable_auto_commit=False)
-    await old_group.start()
-    try:
-        tps = [TopicPartition(cfg.topics.sensors, p) for p in range(cfg.topics.partitions)]
-        ends = await old_group.end_offsets(tps)
-        stood = {tp: max(0, ends[tp] - 3 * tp.partition) for tp in tps}  # where the old worker had got to
-        old_group.assign(tps)
-        await old_group.commit(stood)
-    finally:
-        await old_group.stop()
-
-    async def send(outcome: IngestOutcome, now: float) -> None:
-        pass
-
-    redis = create_redis(cfg.redis)
-    metrics = Metrics()
-    store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
-    assert adopt_previous_ingest_offsets(cfg) == stood  # as a worker starts
-    consumer = IngestConsumer(cfg, IngestStage(MessageParser(cfg.validation), store, metrics), send,
-                              Dependency("redis"), Dependency("kafka"))
-    task = asyncio.create_task(consumer.run())
-    try:
-        assert await eventually(lambda: fully_committed(cfg), task)
-        # only what the old worker had not read yet was read
-        assert metrics.messages_consumed._value.get() == sum(ends[tp] - stood[tp] for tp in tps)
-        assert adopt_previous_ingest_offsets(cfg) == {}  # the ingest group has its own offsets now
-    finally:
-        await stop(task, redis_client, cfg.redis_prefix)
-        await redis.aclose()
