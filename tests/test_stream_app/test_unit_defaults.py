@@ -1,0 +1,35 @@
+"""Defaults an operator relies on without reading the code: loopback only, state found from where you are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from stream_app.config import load_config
+from stream_app.tools.devstack import KAFKA_POM, DevstackSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_metrics_and_health_listen_on_loopback_unless_widened():
+    assert load_config(environ={}).metrics.host == "127.0.0.1"
+    assert load_config(environ={"STREAM_APP__METRICS__HOST": "0.0.0.0"}).metrics.host == "0.0.0.0"
+
+
+def test_compose_publishes_the_worker_port_on_loopback_only():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["worker"]["ports"] == ["127.0.0.1:9464:9464"]
+
+
+def test_devstack_state_is_found_from_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEVSTACK_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert DevstackSettings.from_env().root == tmp_path / ".devstack"
+    monkeypatch.setenv("DEVSTACK_DIR", str(tmp_path / "elsewhere"))
+    assert DevstackSettings.from_env().root == tmp_path / "elsewhere"
+
+
+def test_the_kafka_pom_ships_inside_the_package():
+    assert KAFKA_POM.is_file()
+    assert "stream_app" in KAFKA_POM.parts  # package data, found wherever the package is installed
