@@ -221,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  round {r}: " + "  ".join(f"{k} {v:,.0f}/s" for k, v in result.items()), flush=True)
                 per_round.append(result)
             row = {"chunk": chunk, "readings": total, "messages": len(messages), "rounds": per_round}
+            for r in per_round:  # a naive worker that did not finish one batch within --max-naive-s has no rate
+                if not r.get("naive"):
+                    r.pop("naive", None)
             for key in ("bare", "loop", "worker", "naive"):
                 if any(key in r for r in per_round):
                     row[key] = median(r[key] for r in per_round if key in r)
             row["worker_over_loop"] = median(r["worker"] / r["loop"] for r in per_round)
             row["worker_over_bare"] = median(r["worker"] / r["bare"] for r in per_round)
-            if not args.no_naive:
-                row["worker_over_naive"] = median(r["worker"] / r["naive"] for r in per_round)
+            if any("naive" in r for r in per_round):
+                row["worker_over_naive"] = median(r["worker"] / r["naive"] for r in per_round if "naive" in r)
             rows.append(row)
     finally:
         for chunk in args.chunks:
