@@ -147,6 +147,8 @@ class Chaos:
                 time.sleep(self.rng.uniform(0, 5))
             else:
                 self.sigterm_codes.append(worker.kill(signal.SIGTERM))
+                if self.sigterm_codes[-1] != 0:
+                    print(f"SIGTERM: worker exited with {self.sigterm_codes[-1]}:\n{worker.log_tail(1500)}", flush=True)
                 if self.sigterm_codes[-1] is None:  # did not stop: record it, then make sure
                     worker.kill(signal.SIGKILL)
             worker.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     from stream_app.runtime.metrics import Metrics
     from stream_app.service.model_runner import Scorer
 
+    # until faust's worker takes the signals over: a SIGTERM during start-up (model load, waiting for
+    # the broker) is a clean stop, nothing is in flight yet
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
     scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
@@ -34,6 +38,11 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     worker = _worker_with_grace(faust.Worker)(app, loglevel=loglevel, redirect_stdouts=False)
     worker.grace_s = cfg.resilience.shutdown_grace_s
     worker.execute_from_commandline()
+
+
+def _exit_cleanly(signum: int, _frame) -> None:
+    log.info("stopped during start-up (signal %d)", signum)
+    raise SystemExit(0)
 
 
 def _worker_with_grace(base: type) -> type:

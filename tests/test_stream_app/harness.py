@@ -18,7 +18,7 @@ from models.synthetic import generate_castings
 from stream_app.config import StreamConfig
 from stream_app.runtime.connections import kafka_python_kwargs
 from stream_app.tools import worker_process
-from stream_app.tools.simulate import Casting, interleave
+from stream_app.tools.simulate import Casting, casting_messages, interleave
 from stream_app.tools.worker_process import free_port
 
 
@@ -187,3 +187,15 @@ def assert_predictions_match(predictions: list[dict], castings: list[Casting], c
         assert attention.shape == (len(casting.values),)
         assert abs(attention.sum() - 1.0) < 1e-4
         assert p["predicted_defect"] == (p["defect_probability"] >= p["threshold"])
+
+
+def readings_then_ends(castings: list[Casting], chunk_size: int) -> tuple[list, list]:
+    """(every casting's readings, then every casting's end marker) as (key, value) pairs: a burst of end
+    markers can then be sent once all readings are buffered."""
+    readings, ends = [], []
+    for casting in castings:
+        messages = list(casting_messages(casting.casting_id, casting.values, chunk_size=chunk_size))
+        readings.extend((casting.casting_id.encode(), m) for m in messages[:-1])
+        ends.append((casting.casting_id.encode(), messages[-1]))
+    return readings, ends
+

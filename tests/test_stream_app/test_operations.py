@@ -8,8 +8,8 @@ import time
 import pytest
 
 from stream_app.runtime.connections import create_redis_sync
-from stream_app.tools.simulate import casting_messages, end_message, reading_message
-from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce
+from stream_app.tools.simulate import end_message, reading_message
+from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce, readings_then_ends
 
 pytestmark = pytest.mark.integration
 
@@ -68,11 +68,7 @@ def test_burst_of_end_markers_scores_in_micro_batches_and_metrics_report_it(
 ):
     cfg = service_config(batching={"max_batch_size": 64, "max_wait_ms": 50})
     castings = make_castings(256, seed=61, prefix="B")
-    readings, ends = [], []
-    for casting in castings:
-        messages = list(casting_messages(casting.casting_id, casting.values, chunk_size=100))
-        readings.extend((casting.casting_id.encode(), m) for m in messages[:-1])
-        ends.append((casting.casting_id.encode(), messages[-1]))
+    readings, ends = readings_then_ends(castings, chunk_size=100)
     worker = worker_factory(cfg).start()
     produce(cfg, readings)
     produce(cfg, ends)  # the burst: 256 end markers back to back

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from stream_app.tools.simulate import casting_messages
-from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce
+from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce, readings_then_ends
 from tests.test_stream_app.test_faults import produce_in_background
 
 pytestmark = pytest.mark.integration
@@ -72,11 +72,7 @@ def test_redis_killed_during_a_scoring_burst(service_config, worker_factory, rea
     cfg, worker = start_worker(service_config, worker_factory, redis_server, topics={"partitions": 4},
                                batching={"max_batch_size": 32})
     castings = make_castings(400, seed=92, prefix="RB")
-    readings, ends = [], []
-    for casting in castings:
-        messages = list(casting_messages(casting.casting_id, casting.values, chunk_size=100))
-        readings.extend((casting.casting_id.encode(), m) for m in messages[:-1])
-        ends.append((casting.casting_id.encode(), messages[-1]))
+    readings, ends = readings_then_ends(castings, chunk_size=100)
     produce(cfg, readings)
     total = sum(len(c.values) for c in castings)
     worker.wait_for(lambda: worker.metric("casting_readings_ingested_total") >= total, "every reading buffered")
@@ -136,3 +132,18 @@ def test_sigterm_during_a_redis_outage_exits_within_the_grace_and_loses_nothing(
     predictions = reader_factory(cfg, cfg.topics.predictions)
     predictions.read_distinct_keys(len(castings), 240, worker)
     assert_predictions_match(predictions.json(), castings, tiny_checkpoint)
+
+
+def test_a_worker_started_while_the_broker_is_down_waits_and_stops_cleanly(stream_config_factory, worker_factory,
+                                                                           tiny_checkpoint):
+    from tests.test_stream_app.harness import free_port
+
+    cfg = stream_config_factory(kafka={"bootstrap_servers": [f"127.0.0.1:{free_port()}"]},
+                                model={"checkpoint": str(tiny_checkpoint), "device": "cpu", "torch_threads": 1})
+    worker = worker_factory(cfg).start()
+    worker.wait_for(lambda: "kafka unreachable while creating topics" in worker.log_tail(20000),
+                    "the worker to say it waits for the broker", timeout_s=90)
+    time.sleep(1.0)  # several retries later it is still waiting, not exited
+    assert worker.alive(), worker.log_tail()
+    assert worker.log_tail(20000).count("kafka unreachable") == 1  # one line for the outage, not one per attempt
+    assert worker.terminate(timeout_s=30) == 0, worker.log_tail()
