@@ -72,6 +72,7 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
     from stream_app.service.records import ScoringRequest
     from stream_app.service.redis_window_store import RedisWindowStore
     from stream_app.service.scoring_stage import ScoringStage
+    from stream_app.service.window_store import IngestWrites
 
     scorer = Scorer(model, scorer_version, device, dtype)
     if autocast:
@@ -112,7 +113,8 @@ async def _bench_cell(model, device, dtype, windows_pool, batch, repeats, autoca
             for b, windows in enumerate(batches):
                 for tag, target in ((f"S{rnd}.{b}", seq_requests), (f"P{rnd}.{b}", pipe_requests)):
                     ids, requests = load(tag, windows)
-                    await store.append([Readings(c, 0, w) for c, w in zip(ids, windows, strict=True)], time.time())
+                    rows = [Readings(c, 0, w) for c, w in zip(ids, windows, strict=True)]
+                    await store.write_ingest(IngestWrites(rows, seals={}, discard=[]), time.time())
                     target.append(requests)
                     done_ids += ids
             # the ceiling: padded tensors built beforehand, already on the device in the scoring dtype

@@ -77,8 +77,8 @@ class WorkerPipeline:
 
 
 def dependency(name: str, cfg: StreamConfig, metrics: Metrics) -> Dependency:
-    return Dependency(name, initial_wait_s=cfg.resilience.retry_initial_s, max_wait_s=cfg.resilience.retry_max_s,
-                      up_gauge=metrics.dependency_up.labels(name), outage_seconds=metrics.outage_seconds.labels(name))
+    return Dependency.from_config(name, cfg.resilience, up_gauge=metrics.dependency_up.labels(name),
+                                  outage_seconds=metrics.outage_seconds.labels(name))
 
 
 def build_pipeline(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerPipeline:

@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+
+from stream_app.config import ResilienceConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,11 @@ class Dependency:
         if up_gauge is not None:
             up_gauge.set(1)
 
+    @classmethod
+    def from_config(cls, name: str, cfg: ResilienceConfig, up_gauge=None, outage_seconds=None) -> Dependency:
+        return cls(name, initial_wait_s=cfg.retry_initial_s, max_wait_s=cfg.retry_max_s, up_gauge=up_gauge,
+                   outage_seconds=outage_seconds)
+
     @property
     def ready(self) -> bool:
         return self.down_since is None
@@ -106,11 +113,6 @@ class Dependency:
             self.outage_seconds.inc(now - self._accounted_until)
         self._accounted_until = max(self._accounted_until, now)
 
-    def tick(self) -> None:
-        """Bring the outage-seconds counter up to date (called by the health probe while unready)."""
-        if self.down_since is not None:
-            self._account(self.clock())
-
     async def call(
         self,
         fn: Callable[[], Awaitable[T]],
@@ -126,14 +128,37 @@ class Dependency:
         try:
             result = await fn()  # the common case costs one await, not a retry loop
         except BaseException as exc:
-            if not is_outage(exc):
-                raise
-            self.failed(exc, what)
-            if on_failure is not None:
-                on_failure()
-        else:
-            self.succeeded()
-            return result
+            self._first_failure(exc, what, give_up, on_failure)
+
+            async def attempt() -> T:  # an `async def`, so tenacity awaits it (a lambda's coroutine it would return)
+                return await fn()
+
+            result = await AsyncRetrying(sleep=asyncio.sleep, **self._policy(what, give_up, on_failure))(attempt)
+        self.succeeded()
+        return result
+
+    def call_sync(self, fn: Callable[[], T], what: str) -> T:
+        """`fn()` until it succeeds, with the same policy as `call`, for blocking start-up work."""
+        try:
+            result = fn()
+        except BaseException as exc:
+            self._first_failure(exc, what, lambda: False, None)
+            result = Retrying(**self._policy(what, lambda: False, None))(fn)
+        self.succeeded()
+        return result
+
+    def _first_failure(self, exc: BaseException, what: str, give_up: Callable[[], bool],
+                       on_failure: Callable[[], None] | None) -> None:
+        if not is_outage(exc):
+            raise exc
+        self.failed(exc, what)
+        if on_failure is not None:
+            on_failure()
+        if give_up():
+            raise OutageAbandoned(f"{what}: given up during a {self.name} outage")
+
+    def _policy(self, what: str, give_up: Callable[[], bool], on_failure: Callable[[], None] | None) -> dict:
+        """tenacity's arguments: retry outage errors only, full-jitter backoff, account each failure."""
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -144,22 +169,13 @@ class Dependency:
             if give_up() and exc is not None:
                 raise exc
 
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_outage),
+        return {
+            "retry": retry_if_exception(is_outage),
             # "full jitter": a random wait up to initial * 2^attempt (at most max): workers do not retry in step
-            wait=wait_random_exponential(multiplier=self.initial_wait_s, max=self.max_wait_s),
-            before_sleep=before_sleep,
-            sleep=asyncio.sleep,
-            reraise=True,
-        )
-        if give_up():
-            raise OutageAbandoned(f"{what}: given up during a {self.name} outage")
-        async def attempt() -> T:  # an `async def`, so tenacity awaits it (a lambda's coroutine it would return)
-            return await fn()
-
-        result = await retrying(attempt)
-        self.succeeded()
-        return result
+            "wait": wait_random_exponential(multiplier=self.initial_wait_s, max=self.max_wait_s),
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
 
 
 class RetryingWindowStore:

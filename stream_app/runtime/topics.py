@@ -9,33 +9,15 @@ from __future__ import annotations
 import logging
 
 from stream_app.config import StreamConfig
+from stream_app.runtime.outages import Dependency
 
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(cfg: StreamConfig, names: list[str] | None = None) -> None:
     """Create topics (default: input, output, dead letters) with the configured partitions if absent;
-    waits while the broker cannot be reached."""
-    from tenacity import Retrying, retry_if_exception, wait_random_exponential
-
-    from stream_app.runtime.outages import is_outage
-
-    failures = 0
-
-    def note(state) -> None:
-        nonlocal failures
-        failures += 1
-        if failures == 1:
-            exc = state.outcome.exception()
-            log.warning("kafka unreachable while creating topics (%s: %s); waiting for it, retrying with backoff",
-                        type(exc).__name__, str(exc)[:200])
-
-    retrying = Retrying(retry=retry_if_exception(is_outage), before_sleep=note, reraise=True,
-                        wait=wait_random_exponential(multiplier=cfg.resilience.retry_initial_s,
-                                                     max=cfg.resilience.retry_max_s))
-    retrying(_create_missing, cfg, names)
-    if failures:
-        log.info("kafka is back (%d failed attempt(s)); topics checked", failures)
+    waits while the broker cannot be reached (the outage policy of `outages.Dependency`)."""
+    Dependency.from_config("kafka", cfg.resilience).call_sync(lambda: _create_missing(cfg, names), "topic creation")
 
 
 def _create_missing(cfg: StreamConfig, names: list[str] | None) -> None:

@@ -47,6 +47,10 @@ def reject(record: SourceRecord, error: RejectedInput, casting_id: str | None = 
     return DeadLetter(error.reason, error.detail, record.source(), record.key, record.value, casting_id)
 
 
+#: what a late reading's detail adds once its casting has an outcome (the seal's `outcome`)
+_OUTCOME_NOTE = {"P": "; its prediction was already produced", "D": "; it was already dead-lettered"}
+
+
 class IngestStage:
     def __init__(self, parser: MessageParser, store: WindowStore) -> None:
         self.parser = parser
@@ -88,10 +92,10 @@ class IngestStage:
         elif seal.covers(record.topic, record.partition, record.offset):
             outcome.redelivered_readings += len(message.rows)  # stored before the seal; the window has it
         else:  # the same verdict whether or not the casting was scored yet: decided by order, not timing
-            status = {"P": "; its prediction was already produced", "D": "; it was already dead-lettered"}
+            status = _OUTCOME_NOTE.get(seal.outcome or "", "")
             outcome.deadletters.append(reject(record, RejectedInput(
                 "late_reading", f"step {message.start_step} arrived after the casting's end marker, the window "
-                f"is unchanged ({seal.describe()}{status.get(seal.outcome or '', '')})"), message.casting_id))
+                f"is unchanged ({seal.describe()}{status})"), message.casting_id))
 
     def _end(self, record: SourceRecord, end: EndMarker, seal: Seal | None, buffered: set[str],
              writes: IngestWrites, outcome: IngestOutcome, now: float) -> Seal | None:

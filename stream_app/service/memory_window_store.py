@@ -23,10 +23,6 @@ class MemoryWindowStore:
         self.seals: dict[str, Seal] = {}
         self.claims: dict[str, float] = {}  # casting id -> claim expiry
 
-    async def append(self, batch: Sequence[Readings], now: float) -> None:
-        for casting_id in self._write_rows(batch):
-            self.active[casting_id] = now
-
     def _write_rows(self, batch: Sequence[Readings]) -> list[str]:
         written = []
         for message in batch:

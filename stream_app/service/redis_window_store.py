@@ -38,16 +38,6 @@ class RedisWindowStore:
     def done_key(self, casting_id: str) -> str:
         return f"{self.prefix}:done:{casting_id}"
 
-    async def append(self, batch: Sequence[Readings], now: float) -> None:
-        """Write every row of every message in one pipeline; HSET per casting, not per reading."""
-        if not batch:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        opened = self._queue_rows(pipe, batch)
-        pipe.zadd(self.open_key, dict.fromkeys(opened, now))
-        pipe.expire(self.open_key, self.ttl_s)
-        await pipe.execute()
-
     def seal_key(self, casting_id: str) -> str:
         return f"{self.prefix}:seal:{casting_id}"
 

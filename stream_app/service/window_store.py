@@ -48,14 +48,12 @@ class IngestWrites:
 
 
 class WindowStore(Protocol):
-    async def append(self, batch: Sequence[Readings], now: float) -> None:
-        """Buffer readings (duplicate steps collapse, order is free) and mark the castings active at `now`."""
-
     async def lookup(self, casting_ids: Sequence[str], window_ids: Sequence[str]) -> tuple[dict[str, Seal], set[str]]:
         """The seals of `casting_ids` (those sealed), and which of `window_ids` have a buffered window."""
 
     async def write_ingest(self, writes: IngestWrites, now: float) -> None:
-        """Apply one ingest batch in order; a stored seal implies the readings before it are stored."""
+        """Apply one ingest batch in order: readings (duplicate steps collapse, order is free; their castings
+        are marked active at `now`), seals, discards. A stored seal implies the readings before it are stored."""
 
     async def fetch(self, casting_ids: Sequence[str]) -> list[tuple[dict[int, bytes], bytes | None]]:
         """(rows by step, stored outcome or None) per casting."""

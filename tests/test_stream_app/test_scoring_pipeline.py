@@ -17,6 +17,7 @@ from stream_app.service.model_runner import Scorer
 from stream_app.service.records import ScoringRequest
 from stream_app.service.redis_window_store import RedisWindowStore
 from stream_app.service.scoring_stage import ScoringOutcome, ScoringStage
+from stream_app.service.window_store import IngestWrites
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +44,8 @@ def window(seed: int, n_steps: int) -> np.ndarray:
 async def buffer(stage: ScoringStage, ids: list[str]) -> list[ScoringRequest]:
     """Write the castings' windows as the ingest would and return their scoring requests."""
     windows = [window(i, 100 + 7 * i) for i in range(len(ids))]
-    await stage.store.append([Readings(c, 0, w) for c, w in zip(ids, windows, strict=True)], time.time())
+    rows = [Readings(c, 0, w) for c, w in zip(ids, windows, strict=True)]
+    await stage.store.write_ingest(IngestWrites(rows, seals={}, discard=[]), time.time())
     return [ScoringRequest(c, len(w), time.time(), {"topic": "t", "partition": 0, "offset": i})
             for i, (c, w) in enumerate(zip(ids, windows, strict=True))]
 
