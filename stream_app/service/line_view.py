@@ -185,7 +185,8 @@ class LineView:
     def rows(self, since_seq: int = 0, limit: int | None = None) -> list[dict]:
         """Scored castings, newest first; only those scored after `since_seq` when given."""
         scored = [t for t in self.castings.values() if t.shown_seq > since_seq]
-        scored.sort(key=lambda t: t.shown_seq, reverse=True)
+        # newest scored first; ISO times of one format sort as text. Arrival order breaks ties.
+        scored.sort(key=lambda t: (t.prediction.scored_at if t.prediction else "", t.shown_seq), reverse=True)
         return [t.row() for t in scored[:limit]]
 
     def detail(self, casting_id: str) -> dict | None:

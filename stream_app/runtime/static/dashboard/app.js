@@ -3,6 +3,7 @@
 "use strict";
 
 const MAX_ROWS = 500;
+const PAD_LEFT = 48, PAD_RIGHT = 4; // plot area inside each chart canvas (room for the y labels)
 const token = new URLSearchParams(location.search).get("token");
 const withToken = (path) => (token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path);
 
@@ -31,7 +32,7 @@ function rowElement(r) {
     [`${p == null ? "–" : p.toFixed(3)}<span class="pbar"><i style="width:${(100 * (p || 0)).toFixed(1)}%"></i>` +
       `<b style="left:${(100 * (r.threshold || 0)).toFixed(1)}%"></b></span>`, "num", true],
     [r.predicted_defect ? '<span class="badge defect">DEFECT</span>' : '<span class="badge ok">ok</span>', "verdict", true],
-    [r.n_steps ?? "–", "num"], [fmtMs(r.latency_ms), "num"], [r.model_version || "–"],
+    [r.n_steps ?? "–", "num"], [fmtMs(r.latency_ms), "num"], [r.model_version || "–", "model"],
   ];
   for (const [value, cls, html] of cells) {
     const td = document.createElement("td");
@@ -148,11 +149,14 @@ function drawDetail() {
   const maxA = Math.max(1e-12, ...attention);
 
   // the attention as a heat band over the steps, top steps marked
+  // (same plot geometry as the traces below, so a step sits at the same x in the band and in every chart)
   const band = $("attention-band");
-  const [bctx, bw, bh] = canvasContext(band);
+  const [bctx, cw, bh] = canvasContext(band);
+  const bw = cw - PAD_LEFT - PAD_RIGHT;
+  bctx.translate(PAD_LEFT, 0);
   bctx.fillStyle = "#202a35"; bctx.fillRect(0, 0, bw, bh);
   shade(bctx, attention, maxA, bw, bh, 1.0);
-  bctx.fillStyle = "#f0a030"; bctx.font = "11px system-ui, sans-serif"; bctx.textBaseline = "top";
+  bctx.fillStyle = "#f0a030";
   for (const step of d.top_steps) {
     const x = (step + 0.5) * (bw / n);
     bctx.beginPath(); bctx.moveTo(x - 5, 0); bctx.lineTo(x + 5, 0); bctx.lineTo(x, 8); bctx.fill();
@@ -179,7 +183,7 @@ function drawDetail() {
 
 function drawTrace(canvas, values, attention, maxA, topSteps, axis) {
   const [ctx, w, h] = canvasContext(canvas);
-  const padL = 48, padB = axis ? 16 : 4, plotW = w - padL - 4, plotH = h - padB - 6;
+  const padL = PAD_LEFT, padB = axis ? 16 : 4, plotW = w - padL - PAD_RIGHT, plotH = h - padB - 6;
   const n = values.length;
   ctx.save(); ctx.translate(padL, 4);
   ctx.fillStyle = "#131a22"; ctx.fillRect(0, 0, plotW, plotH);
