@@ -5,7 +5,8 @@ groups; it starts at the end of each topic (the page shows what happens from its
 partitions as metadata refreshes. Malformed records are counted and skipped; a broker outage is waited out
 (the consumer keeps its positions in memory and resumes where it stopped).
 
-It also measures the worker's ingest lag on the sensor topic (end offsets minus the group's committed
+It probes the broker every `PROBE_S` (the page and /health say when it is unreachable) and measures the
+worker's ingest lag on the sensor topic (end offsets minus the group's committed
 offsets), cheaply, every `LAG_INTERVAL_S`.
 """
 
@@ -25,14 +26,21 @@ from stream_app.config import StreamConfig
 from stream_app.errors import RejectedInput
 from stream_app.runtime.connections import aiokafka_kwargs
 from stream_app.runtime.dashboard_metrics import DashboardMetrics
-from stream_app.runtime.ingest_loop import ingest_group_id
 from stream_app.service.line_view import BadPrediction, LineView, parse_prediction
 from stream_app.service.messages import EndMarker, MessageParser
 
 log = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 10.0
+PROBE_S = 2.0
+PROBE_TIMEOUT_S = 5.0
 RETRY_S = 2.0
+
+
+def worker_ingest_group(cfg: StreamConfig) -> str:
+    """The worker's ingest group (`ingest_loop.ingest_group_id`, which a unit test holds this to): spelled out
+    here because importing the ingest loop loads the scoring stack (torch, ~500 MiB) into the page's server."""
+    return cfg.dashboard.lag_group or f"{cfg.app_id}.ingest"
 
 
 class LineFeed:
@@ -77,19 +85,18 @@ class LineFeed:
                     await asyncio.wait_for(consumer.stop(), timeout=5)
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
-        lag_task = asyncio.create_task(self._measure_lag(consumer))
+        watch = asyncio.create_task(self._watch_broker(consumer))
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-                self.connected = True
                 now = time.time()
                 for tp, records in batches.items():
                     for record in records:
                         self.handle(tp.topic, record.key, record.value, now)
         finally:
-            lag_task.cancel()
+            watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await lag_task
+                await watch
 
     def handle(self, topic: str, key: bytes | None, value: bytes | None, now: float) -> None:
         """One record into the view; a malformed one is counted by topic and skipped."""
@@ -125,25 +132,35 @@ class LineFeed:
             self.view.add_deadletter(reason)
         self.metrics.castings_kept.set(len(self.view.castings))
 
-    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
-        group = self.cfg.dashboard.lag_group or ingest_group_id(self.cfg)
-        admin = AIOKafkaAdminClient(**aiokafka_kwargs(self.cfg.kafka))
+    async def _watch_broker(self, consumer: AIOKafkaConsumer) -> None:
+        """`connected`: a metadata round trip every `PROBE_S` (an idle consumer does not notice an outage: it
+        waits it out silently); the worker's lag every `LAG_INTERVAL_S`."""
+        group = worker_ingest_group(self.cfg)
+        admin: AIOKafkaAdminClient | None = None
+        last_lag = 0.0
         try:
-            await admin.start()
             while True:
                 try:
-                    self.view.lag = await self._lag(consumer, admin, group)
+                    if admin is None:
+                        admin = AIOKafkaAdminClient(**aiokafka_kwargs(self.cfg.kafka), request_timeout_ms=5000)
+                        await asyncio.wait_for(admin.start(), timeout=PROBE_TIMEOUT_S)
+                    await asyncio.wait_for(admin.describe_cluster(), timeout=PROBE_TIMEOUT_S)
+                    self.connected = True
+                    if time.monotonic() - last_lag >= LAG_INTERVAL_S:
+                        last_lag = time.monotonic()
+                        self.view.lag = await self._lag(consumer, admin, group)
+                        if self.view.lag is not None:
+                            self.metrics.sensor_lag.labels(group).set(self.view.lag)
                 except (TimeoutError, KafkaError, OSError) as exc:
-                    log.debug("dashboard: lag unknown (%s)", exc)
+                    if self.connected:
+                        log.warning("dashboard: broker unreachable (%s: %s)", type(exc).__name__, exc)
+                    self.connected = False
                     self.view.lag = None
-                if self.view.lag is not None:
-                    self.metrics.sensor_lag.labels(group).set(self.view.lag)
-                await asyncio.sleep(LAG_INTERVAL_S)
-        except KafkaError as exc:
-            log.info("dashboard: no lag measurement (%s)", exc)
+                await asyncio.sleep(PROBE_S)
         finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(admin.close(), timeout=5)
 
     async def _lag(self, consumer: AIOKafkaConsumer, admin: AIOKafkaAdminClient, group: str) -> int | None:
         partitions = consumer.partitions_for_topic(self.cfg.topics.sensors)

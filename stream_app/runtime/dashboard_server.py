@@ -64,7 +64,8 @@ class Dashboard:
         self._pushed_seq = 0
 
     # ------------------------------------------------------------------ application
-    def app(self) -> web.Application:
+    def app(self, follow: bool = True) -> web.Application:
+        """`follow` False: no feed and no pushes (the unit tests drive the view themselves)."""
         app = web.Application(middlewares=[self._token_middleware])
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static_file)
@@ -74,7 +75,8 @@ class Dashboard:
         app.router.add_get("/api/summary", self._summary)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
-        app.cleanup_ctx.append(self._background)
+        if follow:
+            app.cleanup_ctx.append(self._background)
         return app
 
     async def _background(self, app: web.Application):
