@@ -172,8 +172,11 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
 @click.option("--chunk-size", default=10, show_default=True, help="Readings per message.")
 @click.option("--bad-share", type=float, default=0.01, show_default=True, help="Share of malformed messages.")
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Give up after (s).")
-def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
-    """Start the local stack and a worker, simulate castings, show predictions live, stop it all."""
+@click.option("--linger", "linger_s", type=float, default=0.0, show_default=True,
+              help="Keep the control-room page (and the worker) up this many seconds after the last prediction.")
+def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s, linger_s) -> None:
+    """Start the local stack, a worker and the control-room page (its URL is printed), simulate castings, show
+    predictions live, stop it all."""
     from stream_app.config import load_config
     from stream_app.extras import require_extra
 
@@ -183,7 +186,7 @@ def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
     cfg = load_config(config_path)
     try:
         state = run_demo(cfg, castings=castings, rate_per_s=rate, chunk_size=chunk_size, bad_share=bad_share,
-                         timeout_s=timeout_s, log_dir=Path("runs"))
+                         timeout_s=timeout_s, log_dir=Path("runs"), linger_s=linger_s)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(0 if len(state.predictions) == castings else 1)

@@ -120,6 +120,8 @@ class LineFeed:
                 log.warning("dashboard: skipped a malformed prediction (%s)", exc)
                 return
             self.metrics.predictions_seen.inc()
+            if doc.predicted_defect:
+                self.metrics.defects_seen.inc()
             self.view.add_prediction(doc, now)
         elif topic == topics.deadletter:
             try:

@@ -23,6 +23,9 @@ class DashboardMetrics:
         self.predictions_seen = Counter(
             "casting_dashboard_predictions_seen_total", "Predictions seen on the predictions topic", registry=r
         )
+        self.defects_seen = Counter(
+            "casting_dashboard_defects_seen_total", "Predictions with predicted_defect true", registry=r
+        )
         self.malformed = Counter(
             "casting_dashboard_malformed_total", "Records the dashboard could not read, by topic", ["topic"],
             registry=r,

@@ -108,6 +108,8 @@ def test_prometheus_scrapes_the_worker_and_alerts_when_predictions_stop(service_
             assert {"casting_end_to_end_latency_seconds_bucket", "casting_deadletters_total",
                     "casting_dashboard_predictions_seen_total", "casting_sensor_topic_lag_records"} <= names
             assert "CastingNoPredictionsWhileReadingsArrive" not in firing(settings)
+            for expr in grafana_expressions():  # every panel of the Grafana dashboard is a valid query
+                query(settings, "/api/v1/query", query=expr)
 
             worker.terminate()
             wait_until(lambda: {"CastingNoPredictionsWhileReadingsArrive", "CastingWorkerDown"} <= firing(settings),
@@ -118,3 +120,26 @@ def test_prometheus_scrapes_the_worker_and_alerts_when_predictions_stop(service_
             if producer is not None:
                 producer.join(timeout=30)
             devstack.stop_prometheus(settings)
+
+
+def test_compose_ops_profile_mounts_files_that_exist():
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("prometheus", "grafana"):
+        assert compose[name]["profiles"] == ["ops"]
+        assert compose[name]["image"].startswith("${")  # overridable (locally built or mirrored images)
+        for volume in compose[name]["volumes"]:
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), volume
+    jobs = {job["job_name"] for job in yaml.safe_load((ROOT / "configs" / "prometheus.yml").read_text())[
+        "scrape_configs"]}
+    assert jobs == {"casting-worker", "casting-dashboard"}
+    assert jobs == set(re.findall(r"job_name: ([\w-]+)", devstack.prometheus_config(devstack.DevstackSettings(
+        root=ROOT / ".devstack"))))
+
+
+def grafana_expressions() -> list[str]:
+    doc = json.loads((ROOT / "configs" / "grafana" / "dashboards" / "casting-defect.json").read_text())
+    return [target["expr"] for panel in doc["panels"] for target in panel["targets"]]
