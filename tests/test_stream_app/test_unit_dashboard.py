@@ -210,3 +210,43 @@ def test_the_page_server_does_not_load_torch():
     code = "import sys, stream_app.runtime.dashboard_server; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
         == "False"
+
+
+def test_cli_dashboard_and_devstack_prometheus_options():
+    from click.testing import CliRunner
+
+    from stream_app.cli import cli
+
+    runner = CliRunner()
+    out = runner.invoke(cli, ["dashboard", "--help"]).output
+    assert "--host" in out and "--port" in out and "--max-castings" in out and "TOKEN" in out
+    assert "--prometheus" in runner.invoke(cli, ["devstack", "up", "--help"]).output
+
+
+def test_the_token_never_reaches_a_config_file(tmp_path):
+    from stream_app.config import write_config
+
+    cfg = load_config(environ={"STREAM_APP__DASHBOARD__TOKEN": "s3cret"})
+    assert cfg.dashboard.token.get_secret_value() == "s3cret"
+    text = write_config(cfg, tmp_path / "c.yaml").read_text()
+    assert "s3cret" not in text and "token" not in text
+    assert load_config(tmp_path / "c.yaml", environ={}).dashboard.token is None
+
+
+def test_a_bad_strand_pattern_names_the_key():
+    from stream_app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dashboard.strand_pattern"):
+        load_config(environ={}, dashboard={"strand_pattern": "(S\\d+"})
+
+
+def test_devstack_prometheus_config_scrapes_both_jobs_with_the_repository_rules(tmp_path):
+    import yaml
+
+    from stream_app.tools.devstack import PROMETHEUS_RULES, DevstackSettings, prometheus_config
+
+    settings = DevstackSettings(root=tmp_path, worker_target="127.0.0.1:1234", dashboard_target="127.0.0.1:5678")
+    doc = yaml.safe_load(prometheus_config(settings))
+    assert doc["rule_files"] == [str(PROMETHEUS_RULES)] and PROMETHEUS_RULES.exists()
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in doc["scrape_configs"]}
+    assert targets == {"casting-worker": ["127.0.0.1:1234"], "casting-dashboard": ["127.0.0.1:5678"]}
