@@ -91,6 +91,7 @@ def test_page_shows_castings_defects_and_attention(service_config, worker_factor
         rows_css = "#castings tbody tr"
         _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows_css)) >= N_CASTINGS,
               f"{N_CASTINGS} rows on the page", timeout_s=180)
+        _wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, "tr.fresh"), "new rows to finish fading in")
         _screenshot(browser, "dashboard-1-castings.png")
 
         # every casting appears within seconds of its prediction being produced (same machine, same clock)

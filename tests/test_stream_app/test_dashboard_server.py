@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient
 
 from stream_app.runtime.connections import kafka_python_kwargs
 from stream_app.tools import devstack
@@ -94,6 +95,13 @@ def test_survives_malformed_records_and_a_broker_restart(private_broker, stream_
         page.wait_for(lambda: second.casting_id in shown(page), "a casting sent after the restart", 120)
         assert shown(page)[second.casting_id]["steps_seen"] == len(second.values)
         assert first.casting_id in shown(page)  # kept across the outage
+
+        # read-only towards Kafka too: the page's server joined no consumer group and committed nothing
+        admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
+        try:
+            assert list(admin.list_groups()) == []
+        finally:
+            admin.close()
 
 
 def urllib_text(url: str) -> str:

@@ -55,7 +55,10 @@ function addRows(rows, fresh) {
     state.order = state.order.filter((id) => id !== r.casting_id);
     state.order.unshift(r.casting_id);
     r.el = rowElement(r);
-    if (fresh) r.el.classList.add("fresh");
+    if (fresh) {
+      r.el.classList.add("fresh");
+      r.el.addEventListener("animationend", () => r.el.classList.remove("fresh"), { once: true });
+    }
     state.rows.set(r.casting_id, r);
     if (r.strand && !state.strands.has(r.strand)) { state.strands.add(r.strand); renderStrands(); }
     if (visible(r)) tbody.insertBefore(r.el, tbody.firstChild);
@@ -138,8 +141,15 @@ function drawDetail() {
   const box = $("detail");
   box.dataset.castingId = d.casting_id;
   box.dataset.steps = String(d.n_steps ?? 0);
-  $("detail-title").innerHTML = `${d.casting_id} ` + (d.predicted_defect ? '<span class="badge defect">DEFECT</span>'
-    : d.predicted_defect === false ? '<span class="badge ok">ok</span>' : "");
+  // ids and names come from the topics and the config: text, never markup
+  const title = $("detail-title");
+  title.textContent = `${d.casting_id} `;
+  if (d.predicted_defect != null) {
+    const badge = document.createElement("span");
+    badge.className = d.predicted_defect ? "badge defect" : "badge ok";
+    badge.textContent = d.predicted_defect ? "DEFECT" : "ok";
+    title.appendChild(badge);
+  }
   $("detail-meta").textContent = d.defect_probability == null ? "not scored yet"
     : `p = ${d.defect_probability.toFixed(3)} (threshold ${d.threshold.toFixed(3)}) · ${d.n_steps} steps · ` +
       `model ${d.model_version} · latency ${fmtMs(d.latency_ms)} · scored ${fmtTime(d.scored_at)} · ` +
@@ -170,7 +180,14 @@ function drawDetail() {
   d.channels.forEach((ch, c) => {
     const row = document.createElement("div");
     row.className = "trace-row";
-    row.innerHTML = `<div class="trace-label">${ch.name}<span class="unit">${ch.unit}</span></div>`;
+    const label = document.createElement("div");
+    label.className = "trace-label";
+    label.textContent = ch.name;
+    const unit = document.createElement("span");
+    unit.className = "unit";
+    unit.textContent = ch.unit;
+    label.appendChild(unit);
+    row.appendChild(label);
     const canvas = document.createElement("canvas");
     canvas.className = "trace";
     canvas.dataset.channel = ch.name;
