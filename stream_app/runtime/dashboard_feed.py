@@ -149,9 +149,9 @@ class LineFeed:
                     await asyncio.wait_for(admin.describe_cluster(), timeout=PROBE_TIMEOUT_S)
                     self.connected = True
                     if time.monotonic() - last_lag >= LAG_INTERVAL_S:
-                        last_lag = time.monotonic()
                         self.view.lag = await self._lag(consumer, admin, group)
-                        if self.view.lag is not None:
+                        if self.view.lag is not None:  # else (no commit yet) asked again at the next probe
+                            last_lag = time.monotonic()
                             self.metrics.sensor_lag.labels(group).set(self.view.lag)
                 except (TimeoutError, KafkaError, OSError) as exc:
                     if self.connected:

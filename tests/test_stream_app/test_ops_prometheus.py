@@ -104,9 +104,11 @@ def test_prometheus_scrapes_the_worker_and_alerts_when_predictions_stop(service_
                 return bool(result["result"]) and float(result["result"][0]["value"][1]) > 0
 
             wait_until(scored, "the worker's scored castings in Prometheus", 120)
-            names = set(query(settings, "/api/v1/label/__name__/values"))
-            assert {"casting_end_to_end_latency_seconds_bucket", "casting_deadletters_total",
-                    "casting_dashboard_predictions_seen_total", "casting_sensor_topic_lag_records"} <= names
+            expected = {"casting_end_to_end_latency_seconds_bucket", "casting_deadletters_total",
+                        "casting_dashboard_predictions_seen_total", "casting_sensor_topic_lag_records"}
+            # the lag series appears once the worker's group has committed and the dashboard has asked
+            wait_until(lambda: expected <= set(query(settings, "/api/v1/label/__name__/values")),
+                       f"the series {sorted(expected)}", 60)
             assert "CastingNoPredictionsWhileReadingsArrive" not in firing(settings)
             for expr in grafana_expressions():  # every panel of the Grafana dashboard is a valid query
                 query(settings, "/api/v1/query", query=expr)
