@@ -7,6 +7,7 @@ Screenshots of each state go to runs/test-artifacts/dashboard/ (printed); docs/d
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import datetime
@@ -86,7 +87,9 @@ def test_page_shows_castings_defects_and_attention(service_config, worker_factor
         browser.get(page.url())
         _wait(browser, lambda d: d.find_element(By.ID, "connection").text == "live", "the live stream")
         predictions = reader_factory(cfg, cfg.topics.predictions)
-        run_simulation(cfg, castings, strands=4, chunk_size=10, progress=False)
+        deadletters = reader_factory(cfg, cfg.topics.deadletter)
+        summary = run_simulation(cfg, castings, strands=4, chunk_size=10, bad_share=0.1, seed=2, progress=False)
+        assert summary.bad_messages > 0
 
         rows_css = "#castings tbody tr"
         _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows_css)) >= N_CASTINGS,
@@ -117,6 +120,12 @@ def test_page_shows_castings_defects_and_attention(service_config, worker_factor
         assert marked == predicted
         for row in rows:
             assert row.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text.startswith("S")  # the strand
+
+        # the dead letters by reason, as the worker sent them
+        deadletters.read_until(lambda records: len(records) >= summary.bad_messages, timeout_s=60)
+        reasons = {json.loads(r.value)["reason"] for r in deadletters.records}
+        _wait(browser, lambda d: all(reason in d.find_element(By.ID, "deadletters").text for reason in reasons),
+              f"the dead-letter reasons {sorted(reasons)} on the page")
 
         # select a defective casting: every channel, with units, and the attention band, one cell per step
         defect_id = sorted(predicted)[0]
