@@ -13,6 +13,8 @@ help:
 	@echo "make install   - system packages (apt), .venv with the project and its pinned dependencies"
 	@echo "make services  - start the local Kafka and Redis (stream-app devstack up)"
 	@echo "make down      - stop them"
+	@echo "make dashboard - serve the control-room page on http://127.0.0.1:8050/ (stream-app dashboard)"
+	@echo "make ops       - Kafka+Redis plus Prometheus with the alerting rules on http://127.0.0.1:9090/"
 
 $(STAMP): pyproject.toml constraints.txt
 	./scripts/install-system-deps.sh
@@ -37,6 +39,7 @@ lint: install
 
 compose-check: install
 	docker-compose -f docker-compose.yml config -q
+	docker-compose -f docker-compose.yml --profile ops config -q
 	@echo "docker-compose.yml: valid"
 
 test-unit: install
@@ -69,3 +72,12 @@ bench-gpu: services
 # faults at random (Redis, broker, workers) under a steady stream for 10 minutes, then a reconciliation
 chaos: services
 	$(PY) bench/chaos.py --minutes 10 --doc
+
+# ---- live monitoring: the control-room page, and Prometheus (Debian's package) with configs/prometheus-alerts.yml
+.PHONY: dashboard ops
+
+dashboard: install
+	$(APP) dashboard
+
+ops: install
+	$(APP) devstack up --prometheus

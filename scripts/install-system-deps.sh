@@ -9,7 +9,14 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# the control-room page's browser tests (selenium drives Debian's chromium; no browser download) and the
+# ops view (Prometheus and promtool, which checks the alerting rules)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
+mapfile -t missing < <(printf '%s\n' ${missing[@]+"${missing[@]}"} | awk 'NF && !seen[$0]++')
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -25,4 +32,9 @@ DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recomme
 # Debian's package may start its own redis on 6379 where an init system runs; the devstack runs its own.
 if pgrep -x redis-server >/dev/null 2>&1 && command -v service >/dev/null 2>&1; then
   $SUDO service redis-server stop >/dev/null 2>&1 || true
+fi
+# likewise Debian's prometheus (on 9090, with its own config): `stream-app devstack up --prometheus` runs its own
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v service >/dev/null 2>&1; then
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
+  $SUDO service prometheus-node-exporter stop >/dev/null 2>&1 || true
 fi

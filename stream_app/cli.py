@@ -42,12 +42,16 @@ def _print_status(rows) -> bool:
 
 
 @devstack.command("up")
+@click.option("--prometheus", is_flag=True,
+              help="Also start Prometheus (Debian's package) on $DEVSTACK_PROMETHEUS_PORT (9090), scraping the "
+                   "worker ($DEVSTACK_SCRAPE_WORKER, 127.0.0.1:9464) and the dashboard ($DEVSTACK_SCRAPE_DASHBOARD, "
+                   "127.0.0.1:8050) with the alerting rules in configs/prometheus-alerts.yml.")
 @click.pass_obj
-def devstack_up(settings) -> None:
+def devstack_up(settings, prometheus: bool) -> None:
     """Start Kafka and Redis (idempotent) and wait until both answer."""
     from stream_app.tools import devstack as ds
 
-    healthy = _print_status(ds.up(settings))
+    healthy = _print_status(ds.up(settings, prometheus=prometheus))
     sys.exit(0 if healthy else 1)
 
 
@@ -168,8 +172,11 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
 @click.option("--chunk-size", default=10, show_default=True, help="Readings per message.")
 @click.option("--bad-share", type=float, default=0.01, show_default=True, help="Share of malformed messages.")
 @click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True, help="Give up after (s).")
-def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
-    """Start the local stack and a worker, simulate castings, show predictions live, stop it all."""
+@click.option("--linger", "linger_s", type=float, default=0.0, show_default=True,
+              help="Keep the control-room page (and the worker) up this many seconds after the last prediction.")
+def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s, linger_s) -> None:
+    """Start the local stack, a worker and the control-room page (its URL is printed), simulate castings, show
+    predictions live, stop it all."""
     from stream_app.config import load_config
     from stream_app.extras import require_extra
 
@@ -179,10 +186,30 @@ def demo(config_path, castings, rate, chunk_size, bad_share, timeout_s) -> None:
     cfg = load_config(config_path)
     try:
         state = run_demo(cfg, castings=castings, rate_per_s=rate, chunk_size=chunk_size, bad_share=bad_share,
-                         timeout_s=timeout_s, log_dir=Path("runs"))
+                         timeout_s=timeout_s, log_dir=Path("runs"), linger_s=linger_s)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(0 if len(state.predictions) == castings else 1)
+
+
+@cli.command()
+@_config_option
+@click.option("--host", default=None,
+              help="Address to bind (default: dashboard.host, 127.0.0.1). 0.0.0.0 serves every interface.")
+@click.option("--port", type=int, default=None, help="Port (default: dashboard.port, 8050; 0 picks a free one).")
+@click.option("--max-castings", type=int, default=None,
+              help="Castings kept in memory (default: dashboard.max_castings).")
+def dashboard(config_path: Path | None, host: str | None, port: int | None, max_castings: int | None) -> None:
+    """Serve the control-room page: live castings, verdicts, traces with attention, rates (read-only).
+    Optional token: STREAM_APP__DASHBOARD__TOKEN (then send `Authorization: Bearer ...` or open `/?token=...`)."""
+    import asyncio
+
+    from stream_app.config import load_config
+    from stream_app.runtime.dashboard_server import run_dashboard
+
+    overrides = {k: v for k, v in (("host", host), ("port", port), ("max_castings", max_castings)) if v is not None}
+    cfg = load_config(config_path, **({"dashboard": overrides} if overrides else {}))
+    asyncio.run(run_dashboard(cfg, on_started=lambda url: click.echo(f"dashboard: {url}", err=True)))
 
 
 def _register_optional_commands() -> None:

@@ -185,6 +185,37 @@ class ResilienceConfig(_Section):
     shutdown_grace_s: float = Field(30.0, gt=0)  # after SIGTERM the process exits within this, even mid-outage
 
 
+class DashboardConfig(_Section):
+    """`stream-app dashboard`: the control-room page. Loopback only unless widened (0.0.0.0 for a wall screen)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8050, ge=0, le=65535)
+    # the castings kept (traces, prediction, attention); memory grows linearly with it (README: Dashboard)
+    max_castings: int = Field(500, ge=10, le=100_000)
+    # optional access token: `Authorization: Bearer <token>` or `?token=<token>` (environment only, never logged)
+    token: SecretStr | None = None
+    # a casting id's strand: the regex's first group (e.g. "L1-S3-00042" -> "S3"); no match: no strand
+    strand_pattern: str = r"(?:^|[-_])(S\d+)(?:[-_]|$)"
+    # a casting with readings but no prediction is dropped from memory after this long (abandoned/dead-lettered)
+    pending_ttl_s: float = Field(900.0, gt=0)
+    push_interval_s: float = Field(1.0, gt=0)  # rates and new rows go to the browsers at most this often
+    keepalive_s: float = Field(15.0, gt=0)  # SSE comment line to idle clients (proxies close silent streams)
+    max_clients: int = Field(100, ge=1)
+    # the worker's consumer group whose lag on the sensor topic the page shows ("" = <app_id>.ingest)
+    lag_group: str = ""
+
+    @field_validator("strand_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        import re
+
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return pattern
+
+
 class StreamConfig(_Section):
     """The root config: one section per stage."""
 
@@ -198,6 +229,7 @@ class StreamConfig(_Section):
     model: ModelConfig = ModelConfig()
     metrics: MetricsConfig = MetricsConfig()
     resilience: ResilienceConfig = ResilienceConfig()
+    dashboard: DashboardConfig = DashboardConfig()
 
     @property
     def redis_prefix(self) -> str:
@@ -210,7 +242,8 @@ def write_config(cfg: StreamConfig, path: Path | str) -> Path:
     process (`stream-app worker --config FILE`). Secrets are left out: the child inherits them from the
     environment, they are never written to disk."""
     path = Path(path)
-    data = cfg.model_dump(mode="json", exclude={"kafka": {"sasl_password"}, "redis": {"password"}})
+    data = cfg.model_dump(mode="json", exclude={"kafka": {"sasl_password"}, "redis": {"password"},
+                                                   "dashboard": {"token"}})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from stream_app.config import StreamConfig
 from stream_app.errors import StreamAppError
-from stream_app.tools.worker_process import WorkerProcess
+from stream_app.tools.dashboard_process import DashboardProcess
+from stream_app.tools.worker_process import WorkerProcess, free_port
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,25 @@ def _follow(cfg: StreamConfig, state: DemoState, stop: threading.Event, casting_
     consumer.close()
 
 
+def _dashboard(cfg: StreamConfig, log_dir: Path) -> DashboardProcess:
+    """The control-room page on `dashboard.port`, or on a free port when that one is taken."""
+    import socket
+
+    port = cfg.dashboard.port
+    with socket.socket() as probe:
+        if port == 0 or probe.connect_ex(("127.0.0.1", port)) == 0:
+            port = free_port()
+    return DashboardProcess(cfg, log_dir / "demo-dashboard.log", port=port, new_session=True)
+
+
 def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size: int, bad_share: float,
-             timeout_s: float, log_dir: Path) -> DemoState:
+             timeout_s: float, log_dir: Path, linger_s: float = 0.0) -> DemoState:
     from rich.console import Console
     from rich.live import Live
 
     from stream_app.runtime.topics import ensure_topics
     from stream_app.tools import devstack
-    from stream_app.tools.simulate import load_castings, run_simulation
+    from stream_app.tools.simulate import Casting, load_castings, run_simulation
 
     console = Console()
     if not Path(cfg.model.checkpoint).exists():
@@ -101,6 +113,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
     log_dir.mkdir(parents=True, exist_ok=True)
     worker_log = log_dir / "demo-worker.log"
     worker: WorkerProcess | None = None
+    page: DashboardProcess | None = None
     producer: threading.Thread | None = None
     stop = threading.Event()
     state = DemoState(expected=castings)
@@ -113,7 +126,14 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         worker = WorkerProcess(cfg, worker_log, metrics_port=cfg.metrics.port or None, new_session=True)
         console.print(f"starting a worker (log: {worker_log}, metrics: {worker.url('/metrics')}) ...")
         worker.start()
-        items = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=time.strftime("DEMO-%H%M%S"))
+        page = _dashboard(cfg, log_dir)
+        page.start()
+        console.print(f"[bold]control-room page: {page.url()}[/]  (log: {page.log_path})")
+        strands = 4
+        # ids name their strand (DEMO-<time>-S<strand>-<n>), as the simulator interleaves them, for the page
+        prefix = time.strftime("DEMO-%H%M%S")
+        items = [Casting(f"{prefix}-S{i % strands + 1}-{i:05d}", c.values)
+                 for i, c in enumerate(load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=prefix))]
         ids = {c.casting_id for c in items}
         ready = threading.Event()
         follower = threading.Thread(target=_follow, args=(cfg, state, stop, ids, ready), daemon=True)
@@ -121,7 +141,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         ready.wait(timeout=30)
         producer = threading.Thread(
             target=run_simulation, args=(cfg, items),
-            kwargs={"strands": 4, "rate_per_s": rate_per_s, "chunk_size": chunk_size, "bad_share": bad_share,
+            kwargs={"strands": strands, "rate_per_s": rate_per_s, "chunk_size": chunk_size, "bad_share": bad_share,
                     "progress": False, "stop": stop},
             daemon=True,
         )
@@ -140,6 +160,9 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         defects = sum(p["predicted_defect"] for p in state.predictions)
         console.print(f"{len(state.predictions)} castings scored, {defects} flagged as defective; "
                       f"first prediction {state.first_prediction_s or float('nan'):.1f}s after start")
+        if linger_s > 0:
+            console.print(f"the page stays up for {linger_s:.0f}s more: {page.url()} (Ctrl-C stops it all)")
+            time.sleep(linger_s)
         return state
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted: stopping what the demo started ...")
@@ -148,6 +171,8 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         stop.set()
         if producer is not None:
             producer.join(timeout=30)
+        if page is not None:
+            page.stop()
         if worker is not None:
             console.print("stopping the worker ...")
             worker.stop()

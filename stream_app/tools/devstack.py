@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stream_app.errors import DevstackError
@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 KAFKA_POM = Path(__file__).resolve().parent / "resources" / "kafka-pom.xml"
 KAFKA_MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
+#: the alerting rules in the repository (configs/), which `up --prometheus` loads
+PROMETHEUS_RULES = Path(__file__).resolve().parents[2] / "configs" / "prometheus-alerts.yml"
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class DevstackSettings:
     pom: Path = KAFKA_POM
     kafka_heap: str = "768m"
     start_timeout_s: float = 90.0
+    # Prometheus (`up --prometheus`): its port, what it scrapes, the rules it evaluates, how often
+    prometheus_port: int = 9090
+    worker_target: str = "127.0.0.1:9464"
+    dashboard_target: str = "127.0.0.1:8050"
+    prometheus_rules: Path = field(default_factory=lambda: PROMETHEUS_RULES)
+    prometheus_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, root: Path | None = None) -> DevstackSettings:
@@ -53,6 +61,9 @@ class DevstackSettings:
             kafka_port=int(env.get("DEVSTACK_KAFKA_PORT", 9092)),
             kafka_controller_port=int(env.get("DEVSTACK_KAFKA_CONTROLLER_PORT", 9093)),
             redis_port=int(env.get("DEVSTACK_REDIS_PORT", 6379)),
+            prometheus_port=int(env.get("DEVSTACK_PROMETHEUS_PORT", 9090)),
+            worker_target=env.get("DEVSTACK_SCRAPE_WORKER", "127.0.0.1:9464"),
+            dashboard_target=env.get("DEVSTACK_SCRAPE_DASHBOARD", "127.0.0.1:8050"),
         )
 
     @property
@@ -74,6 +85,18 @@ class DevstackSettings:
     @property
     def redis_pidfile(self) -> Path:
         return self.redis_dir / "redis.pid"
+
+    @property
+    def prometheus_dir(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def prometheus_pidfile(self) -> Path:
+        return self.prometheus_dir / "prometheus.pid"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -410,14 +433,17 @@ def kill(settings: DevstackSettings, name: str) -> bool:
     return True
 
 
-def up(settings: DevstackSettings) -> list[ServiceStatus]:
+def up(settings: DevstackSettings, prometheus: bool = False) -> list[ServiceStatus]:
     settings.root.mkdir(parents=True, exist_ok=True)
     _start_redis(settings)
     _start_kafka(settings)
+    if prometheus:
+        start_prometheus(settings)
     return status(settings)
 
 
 def down(settings: DevstackSettings) -> list[ServiceStatus]:
+    stop_prometheus(settings)
     for pidfile, marker, name in (
         (settings.kafka_pidfile, KAFKA_MAIN_CLASS, "kafka"),
         (settings.redis_pidfile, "redis-server", "redis"),
@@ -433,4 +459,98 @@ def down(settings: DevstackSettings) -> list[ServiceStatus]:
 
 
 def status(settings: DevstackSettings) -> list[ServiceStatus]:
-    return [_kafka_status(settings), _redis_status(settings)]
+    """Kafka and Redis; Prometheus too while its pid file exists (it is optional: `up --prometheus`)."""
+    rows = [_kafka_status(settings), _redis_status(settings)]
+    if settings.prometheus_pidfile.exists():
+        rows.append(_prometheus_status(settings))
+    return rows
+
+
+# --------------------------------------------------------------------------- Prometheus (optional)
+
+
+def prometheus_config(settings: DevstackSettings) -> str:
+    """prometheus.yml: the worker's and the dashboard's /metrics, and the repository's alerting rules."""
+    interval = f"{settings.prometheus_interval_s:g}s"
+    return "\n".join([
+        "global:",
+        f"  scrape_interval: {interval}",
+        f"  evaluation_interval: {interval}",
+        "rule_files:",
+        f"  - {settings.prometheus_rules}",
+        "scrape_configs:",
+        "  - job_name: casting-worker",
+        "    static_configs:",
+        f"      - targets: [\"{settings.worker_target}\"]",
+        "  - job_name: casting-dashboard",
+        "    static_configs:",
+        f"      - targets: [\"{settings.dashboard_target}\"]",
+        "",
+    ])
+
+
+def _prometheus_ready(settings: DevstackSettings) -> tuple[bool, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{settings.prometheus_url}/-/ready", timeout=2) as reply:
+            return reply.status == 200, "ready"
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return False, f"HTTP {exc.code}"
+    except OSError as exc:
+        return False, str(exc)
+
+
+def _prometheus_status(settings: DevstackSettings) -> ServiceStatus:
+    pid = _read_pid(settings.prometheus_pidfile)
+    running = _is_ours(pid, "prometheus")
+    healthy, detail = _prometheus_ready(settings) if running else (False, "")
+    return ServiceStatus("prom", pid if running else None, running, healthy,
+                         f"{settings.prometheus_url} {detail}".strip())
+
+
+def start_prometheus(settings: DevstackSettings) -> None:
+    """Debian's `prometheus`, scraping `worker_target` and `dashboard_target`, with the alerting rules."""
+    if _prometheus_status(settings).healthy:
+        log.info("prometheus already running on %s", settings.prometheus_url)
+        return
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise DevstackError("prometheus not found: install it with `apt-get install prometheus` "
+                            "(scripts/install-system-deps.sh does)")
+    if not settings.prometheus_rules.exists():
+        raise DevstackError(f"alerting rules not found at {settings.prometheus_rules}")
+    if _port_open(settings.host, settings.prometheus_port):
+        raise DevstackError(f"port {settings.prometheus_port} is taken by a process this devstack did not start; "
+                            "choose another with DEVSTACK_PROMETHEUS_PORT")
+    settings.prometheus_dir.mkdir(parents=True, exist_ok=True)
+    config = settings.prometheus_dir / "prometheus.yml"
+    config.write_text(prometheus_config(settings))
+    log_file = settings.prometheus_dir / "prometheus.log"
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={settings.prometheus_dir / 'data'}",
+             f"--web.listen-address={settings.host}:{settings.prometheus_port}", "--storage.tsdb.retention.time=7d"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    settings.prometheus_pidfile.write_text(str(proc.pid))
+
+    def check() -> tuple[bool, str]:
+        if proc.poll() is not None:
+            raise DevstackError(f"prometheus exited with code {proc.returncode}; see {log_file}:\n"
+                                + "\n".join(log_file.read_text(errors="replace").splitlines()[-20:]))
+        return _prometheus_ready(settings)
+
+    _wait_until(check, "prometheus", settings.start_timeout_s, log_file)
+    log.info("prometheus up on %s (pid %d), scraping %s and %s", settings.prometheus_url, proc.pid,
+             settings.worker_target, settings.dashboard_target)
+
+
+def stop_prometheus(settings: DevstackSettings) -> None:
+    pid = _read_pid(settings.prometheus_pidfile)
+    if _is_ours(pid, "prometheus"):
+        assert pid is not None
+        _stop_pid(pid, "prometheus")
+    settings.prometheus_pidfile.unlink(missing_ok=True)
