@@ -5,7 +5,7 @@ PY := .venv/bin/python
 APP := .venv/bin/stream-app
 STAMP := .venv/.installed
 
-.PHONY: help install services down status test test-unit lint compose-check demo clean
+.PHONY: help install services services-secured down status test test-unit lint compose-check demo clean
 
 help:
 	@echo "make demo      - install, start Kafka+Redis, run the worker and the simulator, show predictions"
@@ -13,6 +13,7 @@ help:
 	@echo "make install   - system packages (apt), .venv with the project and its pinned dependencies"
 	@echo "make services  - start the local Kafka and Redis (stream-app devstack up)"
 	@echo "make down      - stop them"
+	@echo "make services-secured - the secured stack too: Kafka SASL_SSL, Redis TLS + ACL user (make test starts it)"
 
 $(STAMP): pyproject.toml constraints.txt
 	./scripts/install-system-deps.sh
@@ -26,8 +27,14 @@ install: $(STAMP)
 services: install
 	$(APP) devstack up
 
+# Kafka SASL_SSL (SCRAM-SHA-512) on 9094 and Redis TLS + ACL user on 6380; `make test` runs the tests marked
+# `secured` against it. Certificates, passwords and the clients' settings: .devstack/secured/
+services-secured: install
+	$(APP) devstack up --secured
+
 down:
 	-$(APP) devstack down
+	-$(APP) devstack down --secured
 
 status:
 	$(APP) devstack status
@@ -42,7 +49,7 @@ compose-check: install
 test-unit: install
 	.venv/bin/pytest -m "not integration"
 
-test: lint compose-check services
+test: lint compose-check services services-secured
 	.venv/bin/pytest
 
 demo: install

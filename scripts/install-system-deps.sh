@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the local stack needs, if missing: redis-server (Redis), a JDK and
-# Maven (Kafka from its Maven jars), docker-compose (only to validate docker-compose.yml).
+# Maven (Kafka from its Maven jars), docker-compose (only to validate docker-compose.yml), openssl
+# (certificates of the secured stack).
 # Debian/Ubuntu with apt; needs root (or sudo). Safe to run again: it installs only what is absent.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# the secured devstack (`devstack up --secured`) makes its CA and certificates with openssl
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
