@@ -156,3 +156,16 @@ def test_secured_broker_has_no_plaintext_client_listener(tmp_path):
     env = secure.client_env(settings, passwords)
     assert env["STREAM_APP__REDIS__URL"] == "rediss://casting@127.0.0.1:6380/0"
     assert env["STREAM_APP__KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_secured_stack_defaults_do_not_collide_with_the_plaintext_stack(tmp_path, monkeypatch):
+    from stream_app.tools.devstack_secure import SecuredSettings
+
+    for stack in ("", "SECURED_"):
+        for port in ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "REDIS_PORT"):
+            monkeypatch.delenv(f"DEVSTACK_{stack}{port}", raising=False)
+    settings = SecuredSettings.from_env(tmp_path)
+    plain = settings.plain
+    assert (settings.kafka_port, settings.kafka_controller_port, settings.redis_port) == (9094, 9095, 6380)
+    assert not {9094, 9095, 6380} & {plain.kafka_port, plain.kafka_controller_port, plain.redis_port}
+    assert settings.root == tmp_path / "secured" and settings.stack.kafka_dir == tmp_path / "secured" / "kafka"
