@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import struct
 from urllib.parse import urlsplit
 
 from stream_app.config import KafkaConfig, RedisConfig
@@ -69,6 +70,40 @@ def speaks_tls(host: str, port: int, timeout_s: float = 3.0) -> bool:
         return False
 
 
+def _ask_plaintext(host: str, port: int, request: bytes, timeout_s: float) -> bytes:
+    """Send `request` in the clear and return the first bytes of the answer (b"" if none)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            sock.sendall(request)
+            return sock.recv(64)
+    except OSError:
+        return b""
+
+
+def speaks_plaintext_kafka(host: str, port: int, timeout_s: float = 3.0) -> bool:
+    """Whether host:port answers a Kafka ApiVersions request sent in the clear (a PLAINTEXT or
+    SASL_PLAINTEXT listener: brokers answer it before authentication)."""
+    client_id = b"casting-defect-check"
+    body = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id  # ApiVersions v0, correlation id 7
+    reply = _ask_plaintext(host, port, struct.pack(">i", len(body)) + body, timeout_s)
+    return len(reply) >= 8 and struct.unpack(">i", reply[4:8])[0] == 7
+
+
+def speaks_plaintext_redis(host: str, port: int, timeout_s: float = 3.0) -> bool:
+    """Whether host:port answers an inline PING in the clear (``+PONG`` or an error such as ``-NOAUTH``)."""
+    return _ask_plaintext(host, port, b"PING\r\n", timeout_s)[:1] in (b"+", b"-")
+
+
+def _cut_off(exc: BaseException) -> bool:
+    """The server accepted the connection, then closed it or never answered the handshake."""
+    from aiokafka.errors import KafkaConnectionError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return any(isinstance(e, (KafkaConnectionError, ConnectionResetError, EOFError, TimeoutError, RedisTimeoutError))
+               or (isinstance(e, RedisConnectionError) and "closed" in str(e).lower()) for e in _chain(exc))
+
+
 def _reason(exc: BaseException) -> str:
     verify = _find(exc, ssl.SSLCertVerificationError)
     if verify is not None:
@@ -79,7 +114,7 @@ def _reason(exc: BaseException) -> str:
 def explain_kafka_error(exc: BaseException, cfg: KafkaConfig, server: str) -> ConnectionSettingsError | None:
     """A `ConnectionSettingsError` if `exc` (connecting to `server`) means the settings are wrong, else None
     (an outage). May open one extra connection to ask whether the port speaks TLS."""
-    from aiokafka.errors import KafkaConnectionError, UnsupportedSaslMechanismError
+    from aiokafka.errors import UnsupportedSaslMechanismError
 
     where = f"the Kafka broker at {server}"
     if _find(exc, UnsupportedSaslMechanismError) is not None:
@@ -100,15 +135,19 @@ def explain_kafka_error(exc: BaseException, cfg: KafkaConfig, server: str) -> Co
             f"kafka.security_protocol: {where} does not speak TLS ({_reason(exc)}) but kafka.security_protocol "
             f"is {cfg.security_protocol}; use PLAINTEXT or SASL_PLAINTEXT for this listener, or the broker's "
             "TLS listener", ["kafka.security_protocol"])
-    tls_expected = cfg.security_protocol in ("SSL", "SASL_SSL")
-    cut_off = isinstance(exc, (KafkaConnectionError, ConnectionResetError, EOFError)) or _find(
-        exc, ConnectionResetError) is not None
-    if not tls_expected and cut_off:
-        host, _, port = server.rpartition(":")
-        if port.isdigit() and speaks_tls(host, int(port)):
+    host, _, port = server.rpartition(":")
+    if not (_cut_off(exc) and port.isdigit()):
+        return None
+    if cfg.security_protocol in ("SSL", "SASL_SSL"):
+        if speaks_plaintext_kafka(host, int(port)):
             return ConnectionSettingsError(
-                f"kafka.security_protocol: {where} speaks TLS but kafka.security_protocol is "
-                f"{cfg.security_protocol}; use SASL_SSL or SSL (with kafka.ssl_cafile)", ["kafka.security_protocol"])
+                f"kafka.security_protocol: {where} does not speak TLS but kafka.security_protocol is "
+                f"{cfg.security_protocol}; use PLAINTEXT or SASL_PLAINTEXT for this listener, or the broker's "
+                "TLS listener", ["kafka.security_protocol"])
+    elif speaks_tls(host, int(port)):
+        return ConnectionSettingsError(
+            f"kafka.security_protocol: {where} speaks TLS but kafka.security_protocol is "
+            f"{cfg.security_protocol}; use SASL_SSL or SSL (with kafka.ssl_cafile)", ["kafka.security_protocol"])
     return None
 
 
@@ -123,7 +162,6 @@ def redis_address(cfg: RedisConfig) -> tuple[str, int] | None:
 def explain_redis_error(exc: BaseException, cfg: RedisConfig) -> ConnectionSettingsError | None:
     """A `ConnectionSettingsError` if `exc` means the Redis settings are wrong, else None (an outage)."""
     from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
-    from redis.exceptions import ConnectionError as RedisConnectionError
 
     address = redis_address(cfg)
     where = f"Redis at {address[0]}:{address[1]}" if address else "Redis"
@@ -142,10 +180,14 @@ def explain_redis_error(exc: BaseException, cfg: RedisConfig) -> ConnectionSetti
         return ConnectionSettingsError(
             f"redis.url: {where} does not speak TLS ({_reason(exc)}) but redis.url starts with rediss://; "
             "use redis:// for it, or the server's tls-port", ["redis.url"])
-    cut_off = _find(exc, ConnectionResetError) is not None or (
-        isinstance(exc, RedisConnectionError) and "closed" in str(exc).lower())
-    if address and cfg.url.startswith("redis://") and cut_off and speaks_tls(*address):
+    if not (address and _cut_off(exc)):
+        return None
+    if cfg.url.startswith("redis://") and speaks_tls(*address):
         return ConnectionSettingsError(
             f"redis.url: {where} speaks TLS but redis.url starts with redis://; use rediss:// "
             "(with redis.ssl_cafile)", ["redis.url"])
+    if cfg.url.startswith("rediss://") and speaks_plaintext_redis(*address):
+        return ConnectionSettingsError(
+            f"redis.url: {where} does not speak TLS but redis.url starts with rediss://; use redis:// for it, "
+            "or the server's tls-port", ["redis.url"])
     return None

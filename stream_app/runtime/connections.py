@@ -128,16 +128,21 @@ def _check_kafka(cfg: KafkaConfig) -> None:
         conn.close()
 
     last: BaseException | None = None
-    for server in cfg.bootstrap_servers:
-        host, _, port = server.rpartition(":")
-        try:
-            asyncio.run(asyncio.wait_for(connect(host or server, int(port or 9092)), timeout=15))
-            return
-        except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
-            settings_error = explain_kafka_error(exc, cfg, server)
-            if settings_error is not None:
-                raise settings_error from None
-            last = exc
+    # a loop of its own, not asyncio.run: that would unset the thread's event loop, which faust may hold
+    loop = asyncio.new_event_loop()
+    try:
+        for server in cfg.bootstrap_servers:
+            host, _, port = server.rpartition(":")
+            try:
+                loop.run_until_complete(asyncio.wait_for(connect(host or server, int(port or 9092)), timeout=15))
+                return
+            except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
+                settings_error = explain_kafka_error(exc, cfg, server)
+                if settings_error is not None:
+                    raise settings_error from None
+                last = exc
+    finally:
+        loop.close()
     assert last is not None
     raise last
 

@@ -8,6 +8,7 @@ code 2 (no retry storm); and no password appears in anything a secured run write
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from stream_app.cli import cli
-from stream_app.config import ENV_PREFIX
+from stream_app.config import ENV_PREFIX, load_config
 from tests.test_stream_app import test_faults, test_replay, test_service
 from tests.test_stream_app.conftest import connection_free_environ
 from tests.test_stream_app.harness import make_castings, produce_castings
@@ -66,6 +67,10 @@ def untrusted_ca(tmp_path_factory) -> Path:
     return create_ca(tmp_path_factory.mktemp("other-ca"), "some other CA").ca_cert
 
 
+def host_port(url: str) -> str:
+    return url.split("//", 1)[1].split("@")[-1].split("/", 1)[0]
+
+
 def run_command(args: list[str], env: dict[str, str], timeout_s: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "stream_app.cli", *args], env=env, capture_output=True, text=True,
                           timeout=timeout_s)
@@ -93,6 +98,14 @@ BAD_SETTINGS = {
     "redis-plaintext-client-on-tls-port": (
         ["worker"], {f"{REDIS}URL": "redis://casting@{redis}/0"},
         "redis.url: Redis at {redis} speaks TLS but redis.url starts with redis://"),
+    # and the other way round, against the plaintext stack
+    "kafka-tls-client-on-plaintext-port": (
+        ["simulate", "--castings", "1", "--no-progress"], {f"{KAFKA}BOOTSTRAP_SERVERS": "{plain_kafka}"},
+        "kafka.security_protocol: the Kafka broker at {plain_kafka} does not speak TLS but kafka.security_protocol "
+        "is SASL_SSL"),
+    "redis-tls-client-on-plaintext-port": (
+        ["worker"], {f"{REDIS}URL": "rediss://{plain_redis}/0"},
+        "redis.url: Redis at {plain_redis} does not speak TLS but redis.url starts with rediss://"),
 }
 
 
@@ -100,8 +113,10 @@ BAD_SETTINGS = {
 def test_wrong_settings_stop_the_command_with_one_error_naming_the_setting(case, secured_env, untrusted_ca,
                                                                           tiny_checkpoint):
     command, changes, expected = BAD_SETTINGS[case]
+    plain = load_config(environ=os.environ)  # the plaintext stack's settings
     places = {"kafka": secured_env[f"{KAFKA}BOOTSTRAP_SERVERS"], "other_ca": str(untrusted_ca),
-              "redis": secured_env[f"{REDIS}URL"].split("@", 1)[1].split("/", 1)[0]}
+              "redis": host_port(secured_env[f"{REDIS}URL"]),
+              "plain_kafka": plain.kafka.bootstrap_servers[0], "plain_redis": host_port(plain.redis.url)}
     env = connection_free_environ({**secured_env, **{k: v.format(**places) for k, v in changes.items()}})
     env.update({f"{ENV_PREFIX}MODEL__CHECKPOINT": str(tiny_checkpoint), f"{ENV_PREFIX}MODEL__DEVICE": "cpu",
                 f"{ENV_PREFIX}METRICS__PORT": "0"})
