@@ -125,24 +125,22 @@ def _check_kafka(cfg: KafkaConfig) -> None:
 
     async def connect(host: str, port: int) -> None:
         conn = await create_conn(host, port, request_timeout_ms=10_000, **kwargs)
-        conn.close()
+        await conn.close()  # the future of the socket's close: no transport left open behind us
 
     last: BaseException | None = None
-    # a loop of its own, not asyncio.run: that would unset the thread's event loop, which faust may hold
-    loop = asyncio.new_event_loop()
-    try:
-        for server in cfg.bootstrap_servers:
-            host, _, port = server.rpartition(":")
-            try:
-                loop.run_until_complete(asyncio.wait_for(connect(host or server, int(port or 9092)), timeout=15))
-                return
-            except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
-                settings_error = explain_kafka_error(exc, cfg, server)
-                if settings_error is not None:
-                    raise settings_error from None
-                last = exc
-    finally:
-        loop.close()
+    for server in cfg.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            # a loop of its own (a loop_factory keeps the thread's current loop, which faust may hold, as it
+            # is); the runner cancels what the client left behind and closes the loop
+            with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+                runner.run(asyncio.wait_for(connect(host or server, int(port or 9092)), timeout=15))
+            return
+        except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
+            settings_error = explain_kafka_error(exc, cfg, server)
+            if settings_error is not None:
+                raise settings_error from None
+            last = exc
     assert last is not None
     raise last
 
