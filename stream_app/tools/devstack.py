@@ -177,8 +177,12 @@ def _wait_until(check, what: str, timeout_s: float, log_file: Path | None = None
 def _redis_ping(settings: DevstackSettings) -> tuple[bool, str]:
     import redis
 
-    try:
-        client = redis.Redis(host=settings.host, port=settings.redis_port, socket_timeout=1)
+    from stream_app.config import RedisConfig
+    from stream_app.runtime.connections import create_redis_sync
+
+    try:  # the clients' own settings (connections.py), for a plaintext Redis
+        client = create_redis_sync(RedisConfig(url=f"redis://{settings.host}:{settings.redis_port}/0",
+                                               socket_timeout_s=1))
         ok = bool(client.ping())
         client.close()
         return ok, "PONG" if ok else "no PONG"
@@ -316,12 +320,14 @@ def _kafka_answers(settings: DevstackSettings) -> tuple[bool, str]:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from stream_app.config import KafkaConfig
+    from stream_app.runtime.connections import kafka_python_kwargs
+
     if not _port_open(settings.host, settings.kafka_port):
         return False, "port closed"
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000, client_id="devstack"
-        )
+    try:  # the clients' own settings (connections.py), for a PLAINTEXT listener
+        kafka = KafkaConfig(bootstrap_servers=[settings.kafka_bootstrap], client_id="devstack")
+        admin = KafkaAdminClient(**kafka_python_kwargs(kafka), request_timeout_ms=3000)
         try:
             brokers = admin.describe_cluster().get("brokers", [])
         finally:
