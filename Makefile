@@ -5,7 +5,7 @@ PY := .venv/bin/python
 APP := .venv/bin/stream-app
 STAMP := .venv/.installed
 
-.PHONY: help install services down status test test-unit lint compose-check demo clean
+.PHONY: help install services services-secured down status test test-unit lint compose-check demo clean
 
 help:
 	@echo "make demo      - install, start Kafka+Redis, run the worker and the simulator, show predictions"
@@ -15,6 +15,7 @@ help:
 	@echo "make down      - stop them"
 	@echo "make dashboard - serve the control-room page on http://127.0.0.1:8050/ (stream-app dashboard)"
 	@echo "make ops       - Kafka+Redis plus Prometheus with the alerting rules on http://127.0.0.1:9090/"
+	@echo "make services-secured - the secured stack too: Kafka SASL_SSL, Redis TLS + ACL user (make test starts it)"
 
 $(STAMP): pyproject.toml constraints.txt
 	./scripts/install-system-deps.sh
@@ -28,8 +29,14 @@ install: $(STAMP)
 services: install
 	$(APP) devstack up
 
+# Kafka SASL_SSL (SCRAM-SHA-512) on 9094 and Redis TLS + ACL user on 6380; `make test` runs the tests marked
+# `secured` against it. Certificates, passwords and the clients' settings: .devstack/secured/
+services-secured: install
+	$(APP) devstack up --secured
+
 down:
 	-$(APP) devstack down
+	-$(APP) devstack down --secured
 
 status:
 	$(APP) devstack status
@@ -45,7 +52,7 @@ compose-check: install
 test-unit: install
 	.venv/bin/pytest -m "not integration"
 
-test: lint compose-check services
+test: lint compose-check services services-secured
 	.venv/bin/pytest
 
 demo: install

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the local stack needs, if missing: redis-server (Redis), a JDK and
-# Maven (Kafka from its Maven jars), docker-compose (only to validate docker-compose.yml).
+# Maven (Kafka from its Maven jars), docker-compose (only to validate docker-compose.yml), openssl
+# (certificates of the secured stack).
 # Debian/Ubuntu with apt; needs root (or sudo). Safe to run again: it installs only what is absent.
 set -euo pipefail
 
@@ -15,6 +16,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# the secured devstack (`devstack up --secured`) makes its CA and certificates with openssl
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 mapfile -t missing < <(printf '%s\n' ${missing[@]+"${missing[@]}"} | awk 'NF && !seen[$0]++')
 if [ ${#missing[@]} -eq 0 ]; then

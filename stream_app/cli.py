@@ -41,38 +41,63 @@ def _print_status(rows) -> bool:
     return all(row.healthy for row in rows)
 
 
+def _secured_option(fn):
+    return click.option(
+        "--secured", is_flag=True,
+        help="The secured stack instead: Kafka SASL_SSL (SCRAM-SHA-512) and Redis TLS with an ACL user, on "
+             "$DEVSTACK_SECURED_KAFKA_PORT (9094) and $DEVSTACK_SECURED_REDIS_PORT (6380); its client settings "
+             "go to <dir>/secured/client.env.",
+    )(fn)
+
+
+def _stack(settings, secured: bool):
+    """The module and settings of the plaintext or the secured stack (same up/down/status API)."""
+    if not secured:
+        from stream_app.tools import devstack as ds
+
+        return ds, settings
+    from stream_app.tools import devstack_secure
+
+    return devstack_secure, devstack_secure.SecuredSettings.from_env(settings.root)
+
+
 @devstack.command("up")
+@_secured_option
 @click.option("--prometheus", is_flag=True,
               help="Also start Prometheus (Debian's package) on $DEVSTACK_PROMETHEUS_PORT (9090), scraping the "
                    "worker ($DEVSTACK_SCRAPE_WORKER, 127.0.0.1:9464) and the dashboard ($DEVSTACK_SCRAPE_DASHBOARD, "
                    "127.0.0.1:8050) with the alerting rules in configs/prometheus-alerts.yml.")
 @click.pass_obj
-def devstack_up(settings, prometheus: bool) -> None:
+def devstack_up(settings, secured: bool, prometheus: bool) -> None:
     """Start Kafka and Redis (idempotent) and wait until both answer."""
-    from stream_app.tools import devstack as ds
-
-    healthy = _print_status(ds.up(settings, prometheus=prometheus))
+    if secured and prometheus:
+        raise click.UsageError("--prometheus goes with the plaintext stack: start it with a separate `devstack up`")
+    stack, stack_settings = _stack(settings, secured)
+    healthy = _print_status(stack.up(stack_settings, prometheus=True) if prometheus else stack.up(stack_settings))
+    if secured:
+        click.echo(f"client settings (passwords included): {stack_settings.client_env_file}\n"
+                   f"  use them with: set -a; . {stack_settings.client_env_file}; set +a")
     sys.exit(0 if healthy else 1)
 
 
 @devstack.command("down")
+@_secured_option
 @click.pass_obj
-def devstack_down(settings) -> None:
+def devstack_down(settings, secured: bool) -> None:
     """Stop the processes that `up` started (and only those)."""
-    from stream_app.tools import devstack as ds
-
-    rows = ds.down(settings)
+    stack, stack_settings = _stack(settings, secured)
+    rows = stack.down(stack_settings)
     _print_status(rows)
     sys.exit(1 if any(row.running for row in rows) else 0)
 
 
 @devstack.command("status")
+@_secured_option
 @click.pass_obj
-def devstack_status(settings) -> None:
+def devstack_status(settings, secured: bool) -> None:
     """Ask each service; exit 0 only if both are healthy."""
-    from stream_app.tools import devstack as ds
-
-    sys.exit(0 if _print_status(ds.status(settings)) else 1)
+    stack, stack_settings = _stack(settings, secured)
+    sys.exit(0 if _print_status(stack.status(stack_settings)) else 1)
 
 
 def _config_option(fn):

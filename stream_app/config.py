@@ -88,6 +88,7 @@ class TopicsConfig(_Section):
 class RedisConfig(_Section):
     url: str = Field("redis://127.0.0.1:6379/0", repr=False)  # may hold a password
     password: SecretStr | None = None
+    ssl_cafile: Path | None = None  # CA bundle that signed the server's certificate (rediss://)
     key_ttl_s: int = Field(86_400, ge=60)
     socket_timeout_s: float = Field(5.0, gt=0)
 

@@ -2,7 +2,9 @@
 
     StreamAppError (= models.errors.CastingDefectError)
     ├── ConfigError        invalid configuration, service or model (names the bad key; `keys`: dotted paths);
-    │                      also a ValueError; = models.errors.ConfigError = models.config.ConfigError
+    │   │                  also a ValueError; = models.errors.ConfigError = models.config.ConfigError
+    │   └── ConnectionSettingsError  Kafka or Redis answered but refused the client settings (credentials,
+    │                      certificate, TLS or not): never retried as an outage; names the setting
     ├── DevstackError      the local Kafka/Redis stack could not be started or stopped
     ├── ModelLoadError     the checkpoint is missing or unreadable
     ├── ReplayError        a replay could not start (bad time, missing topic)
@@ -21,6 +23,7 @@ from models.errors import CastingDefectError, ConfigError
 
 __all__ = [
     "ConfigError",
+    "ConnectionSettingsError",
     "DevstackError",
     "ModelLoadError",
     "RejectedInput",
@@ -30,6 +33,12 @@ __all__ = [
 
 StreamAppError = CastingDefectError
 """Base class of every error this package raises on purpose (the project's root error)."""
+
+
+class ConnectionSettingsError(ConfigError):
+    """Kafka or Redis answered but refused this process's connection settings: wrong credentials, a
+    certificate the configured CA did not sign, a plaintext client on a TLS port (or the reverse).
+    Retrying cannot help, so it is not an outage; the message names the setting (`keys`)."""
 
 
 class DevstackError(StreamAppError):

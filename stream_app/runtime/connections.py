@@ -1,6 +1,10 @@
 """Clients for Kafka and Redis built from config, so every component connects the same way.
 
-Secrets come from config (which takes them from the environment) and are never logged.
+Every client of the project (worker, replay, simulator, demo, admin calls, devstack probes, tests,
+benchmarks) takes its settings from here: `aiokafka_kwargs`, `kafka_python_kwargs`,
+`faust_broker_credentials`, `redis_kwargs` / `create_redis` / `create_redis_sync`; and each command calls
+`check_connections` first, so wrong credentials or TLS settings stop it with one clear error instead of
+an endless wait. Secrets come from config (which takes them from the environment) and are never logged.
 """
 
 from __future__ import annotations
@@ -11,13 +15,19 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from stream_app.config import KafkaConfig, RedisConfig
+from stream_app.config import KafkaConfig, RedisConfig, StreamConfig
 
 
 def redis_kwargs(cfg: RedisConfig) -> dict[str, Any]:
+    """Keyword arguments for redis-py's ``from_url`` beside the URL (which carries host, port, db and the
+    ACL user name): timeouts, the password and, for ``rediss://``, the CA that signed the server's certificate."""
     kwargs: dict[str, Any] = {"socket_timeout": cfg.socket_timeout_s, "socket_connect_timeout": 5}
     if cfg.password is not None:
         kwargs["password"] = cfg.password.get_secret_value()
+    if cfg.url.startswith("rediss://"):
+        kwargs["ssl_cert_reqs"] = "required"
+        if cfg.ssl_cafile is not None:
+            kwargs["ssl_ca_certs"] = str(cfg.ssl_cafile)
     return kwargs
 
 
@@ -82,3 +92,69 @@ def faust_broker_credentials(cfg: KafkaConfig) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+# --------------------------------------------------------------------------- start-up check
+
+
+def check_connections(cfg: StreamConfig, *, kafka: bool = True, redis: bool = True) -> None:
+    """Connect once to the broker (TCP, TLS, SASL) and Redis (TLS, AUTH, PING) with this process's settings,
+    before any work starts. A server that is down is waited for (the outage policy, `outages.Dependency`);
+    one that refuses the settings raises `ConnectionSettingsError`, naming the setting, at once. Every
+    command that talks to Kafka or Redis calls this first (blocking; from a coroutine use
+    ``asyncio.to_thread``)."""
+    from stream_app.runtime.outages import Dependency
+
+    if kafka:
+        Dependency.from_config("kafka", cfg.resilience).call_sync(lambda: _check_kafka(cfg.kafka), "connection check")
+    if redis:
+        Dependency.from_config("redis", cfg.resilience).call_sync(lambda: _check_redis(cfg.redis), "connection check")
+
+
+def _check_kafka(cfg: KafkaConfig) -> None:
+    """Succeeds if one bootstrap server accepts the settings; raises the first refusal of the settings,
+    else the last connection error (an outage)."""
+    import asyncio
+
+    from aiokafka.conn import create_conn
+
+    from stream_app.runtime.connection_errors import explain_kafka_error
+
+    kwargs = aiokafka_kwargs(cfg)
+    kwargs.pop("bootstrap_servers")
+
+    async def connect(host: str, port: int) -> None:
+        conn = await create_conn(host, port, request_timeout_ms=10_000, **kwargs)
+        await conn.close()  # the future of the socket's close: no transport left open behind us
+
+    last: BaseException | None = None
+    for server in cfg.bootstrap_servers:
+        host, _, port = server.rpartition(":")
+        try:
+            # a loop of its own (a loop_factory keeps the thread's current loop, which faust may hold, as it
+            # is); the runner cancels what the client left behind and closes the loop
+            with asyncio.Runner(loop_factory=asyncio.new_event_loop) as runner:
+                runner.run(asyncio.wait_for(connect(host or server, int(port or 9092)), timeout=15))
+            return
+        except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
+            settings_error = explain_kafka_error(exc, cfg, server)
+            if settings_error is not None:
+                raise settings_error from None
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _check_redis(cfg: RedisConfig) -> None:
+    from stream_app.runtime.connection_errors import explain_redis_error
+
+    client = create_redis_sync(cfg)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
+        settings_error = explain_redis_error(exc, cfg)
+        if settings_error is not None:
+            raise settings_error from None
+        raise
+    finally:
+        client.close()

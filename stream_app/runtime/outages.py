@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from stream_app.config import ResilienceConfig
+from stream_app.runtime.connection_errors import is_misconfiguration
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, KafkaError, OSErro
 
 
 def is_outage(exc: BaseException) -> bool:
+    if is_misconfiguration(exc):  # refused credentials or TLS settings: a retry cannot fix them
+        return False
     if isinstance(exc, OUTAGE_ERRORS):
         return True
     try:  # kafka-python (admin client) has its own error tree

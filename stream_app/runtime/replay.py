@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
-from stream_app.runtime.connections import aiokafka_kwargs, create_redis
+from stream_app.runtime.connections import aiokafka_kwargs, check_connections, create_redis
 from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
@@ -141,6 +141,7 @@ async def run_replay(
     """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does."""
     predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
     deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
+    await asyncio.to_thread(check_connections, cfg)
     await asyncio.to_thread(ensure_topics, cfg, [predictions_topic, deadletter_topic])
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from stream_app.config import StreamConfig
+from stream_app.runtime.connections import check_connections
 from stream_app.runtime.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     # until faust's worker takes the signals over: a SIGTERM during start-up (model load, waiting for
     # the broker) is a clean stop, nothing is in flight yet
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    # refused credentials or TLS settings stop the worker here with one error naming the setting (exit 2);
+    # a broker or Redis that is down is waited for
+    check_connections(cfg)
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
     scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)

@@ -101,6 +101,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
     from rich.console import Console
     from rich.live import Live
 
+    from stream_app.runtime.connections import check_connections
     from stream_app.runtime.topics import ensure_topics
     from stream_app.tools import devstack
     from stream_app.tools.simulate import Casting, load_castings, run_simulation
@@ -121,6 +122,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         if not already_up:
             console.print("starting Kafka and Redis (stream-app devstack up) ...")
             devstack.up(settings)
+        check_connections(cfg)  # wrong credentials or TLS settings: one clear error, before any process starts
         ensure_topics(cfg)
         # the demo's config, as a file; its own session: Ctrl-C reaches the demo only, which then stops it
         worker = WorkerProcess(cfg, worker_log, metrics_port=cfg.metrics.port or None, new_session=True)

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,9 @@ class ServiceStatus:
         return f"{self.name:<6} {state:<24} {pid:<12} {self.detail}"
 
 
+#: asks a service whether it answers: (healthy, detail)
+Probe = Callable[["DevstackSettings"], tuple[bool, str]]
+
 # --------------------------------------------------------------------------- process helpers
 
 
@@ -196,8 +200,12 @@ def _wait_until(check, what: str, timeout_s: float, log_file: Path | None = None
 def _redis_ping(settings: DevstackSettings) -> tuple[bool, str]:
     import redis
 
-    try:
-        client = redis.Redis(host=settings.host, port=settings.redis_port, socket_timeout=1)
+    from stream_app.config import RedisConfig
+    from stream_app.runtime.connections import create_redis_sync
+
+    try:  # the clients' own settings (connections.py), for a plaintext Redis
+        client = create_redis_sync(RedisConfig(url=f"redis://{settings.host}:{settings.redis_port}/0",
+                                               socket_timeout_s=1))
         ok = bool(client.ping())
         client.close()
         return ok, "PONG" if ok else "no PONG"
@@ -335,12 +343,14 @@ def _kafka_answers(settings: DevstackSettings) -> tuple[bool, str]:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from stream_app.config import KafkaConfig
+    from stream_app.runtime.connections import kafka_python_kwargs
+
     if not _port_open(settings.host, settings.kafka_port):
         return False, "port closed"
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000, client_id="devstack"
-        )
+    try:  # the clients' own settings (connections.py), for a PLAINTEXT listener
+        kafka = KafkaConfig(bootstrap_servers=[settings.kafka_bootstrap], client_id="devstack")
+        admin = KafkaAdminClient(**kafka_python_kwargs(kafka), request_timeout_ms=3000)
         try:
             brokers = admin.describe_cluster().get("brokers", [])
         finally:
@@ -350,22 +360,26 @@ def _kafka_answers(settings: DevstackSettings) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def _kafka_status(settings: DevstackSettings) -> ServiceStatus:
+def _kafka_status(settings: DevstackSettings, answers: Probe | None = None) -> ServiceStatus:
     pid = _read_pid(settings.kafka_pidfile)
     running = _is_ours(pid, KAFKA_MAIN_CLASS)
-    healthy, detail = _kafka_answers(settings) if running else (False, "")
+    healthy, detail = (answers or _kafka_answers)(settings) if running else (False, "")
     return ServiceStatus(
         "kafka", pid if running else None, running, healthy, f"{settings.kafka_bootstrap} {detail}".strip()
     )
 
 
-def _start_kafka(settings: DevstackSettings) -> None:
-    status = _kafka_status(settings)
+def _start_kafka(settings: DevstackSettings, properties: str | None = None, format_args: Sequence[str] = (),
+                 answers: Probe | None = None) -> None:
+    """Start the broker; the secured stack (`devstack_secure`) passes its own `properties`, extra
+    `format_args` for the storage tool (its SCRAM users) and the probe that `answers` through TLS."""
+    answers = answers or _kafka_answers
+    status = _kafka_status(settings, answers)
     if status.healthy:
         log.info("kafka already running on %s", settings.kafka_bootstrap)
         return
     if status.running:  # started earlier, still coming up
-        _wait_until(lambda: _kafka_answers(settings), "kafka", settings.start_timeout_s)
+        _wait_until(lambda: answers(settings), "kafka", settings.start_timeout_s)
         return
     for port in (settings.kafka_port, settings.kafka_controller_port):
         if _port_open(settings.host, port):
@@ -376,14 +390,14 @@ def _start_kafka(settings: DevstackSettings) -> None:
     _ensure_kafka_jars(settings)
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
     props = settings.kafka_dir / "server.properties"
-    props.write_text(_kafka_properties(settings))
+    props.write_text(properties if properties is not None else _kafka_properties(settings))
     (settings.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
     if not (settings.kafka_dir / "data" / "meta.properties").exists():
         # Kafka's cluster id is a url-safe base64 uuid (what `StorageTool random-uuid` prints).
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             _kafka_java(settings, STORAGE_TOOL_CLASS, "format", "--standalone", "-t", cluster_id,
-                        "-c", str(props)),
+                        "-c", str(props), *format_args),
             capture_output=True,
             text=True,
         )
@@ -406,7 +420,7 @@ def _start_kafka(settings: DevstackSettings) -> None:
                 f"kafka exited with code {proc.returncode} during start-up; see {log_file}:\n"
                 + "\n".join(log_file.read_text(errors="replace").splitlines()[-20:])
             )
-        return _kafka_answers(settings)
+        return answers(settings)
 
     _wait_until(check, "kafka", settings.start_timeout_s, log_file)
     log.info("kafka up on %s (pid %d)", settings.kafka_bootstrap, proc.pid)

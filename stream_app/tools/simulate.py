@@ -162,8 +162,9 @@ def run_simulation(
     """Produce `castings` to `cfg.topics.sensors` with kafka-python; returns what was sent."""
     from kafka import KafkaProducer
 
-    from stream_app.runtime.connections import kafka_python_kwargs
+    from stream_app.runtime.connections import check_connections, kafka_python_kwargs
 
+    check_connections(cfg, redis=False)  # kafka-python would hide a refused password behind a 30 s timeout
     rng = np.random.default_rng(seed)
     producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=10, acks="all",
                              max_request_size=4 * 1024 * 1024)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -76,3 +77,50 @@ def redis_server(tmp_path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.kill()
+
+
+# --------------------------------------------------------------------------- the secured stack
+
+
+@pytest.fixture(scope="session")
+def secured_env() -> dict[str, str]:
+    """The ``STREAM_APP__*`` settings of the secured local stack (`stream-app devstack up --secured`, which
+    `make test` starts), passwords included; fails (never skips) when that stack does not answer."""
+    from stream_app.errors import DevstackError
+    from stream_app.tools import devstack_secure
+
+    settings = devstack_secure.SecuredSettings.from_env()
+    try:
+        env = devstack_secure.read_client_env(settings)
+    except DevstackError as exc:
+        pytest.fail(f"{exc} (or `make services-secured`)")
+    down = [row.line() for row in devstack_secure.status(settings) if not row.healthy]
+    if down:
+        pytest.fail("the secured stack does not answer; run `make services-secured`:\n" + "\n".join(down))
+    return env
+
+
+def connection_free_environ(extra: dict[str, str]) -> dict[str, str]:
+    """os.environ without its Kafka and Redis settings (they point at the plaintext stack), plus `extra`."""
+    from stream_app.config import ENV_PREFIX
+
+    own = (f"{ENV_PREFIX}KAFKA__", f"{ENV_PREFIX}REDIS__")
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(own)}, **extra}
+
+
+@pytest.fixture
+def secured_service_config(secured_env, unique_name, tiny_checkpoint) -> Callable[..., StreamConfig]:
+    """`service_config`, against the secured stack: SASL_SSL to Kafka, TLS and an ACL user to Redis."""
+    from stream_app.config import load_config
+
+    def make(**overrides) -> StreamConfig:
+        app_id = unique_name("secured")
+        topics = {"sensors": f"{app_id}.sensors", "predictions": f"{app_id}.predictions",
+                  "deadletter": f"{app_id}.deadletter", **overrides.pop("topics", {})}
+        model = {"checkpoint": str(tiny_checkpoint), "device": "cpu", "torch_threads": 1, **overrides.pop("model", {})}
+        cfg = load_config(environ=connection_free_environ(secured_env), app_id=app_id, topics=topics, model=model,
+                          **overrides)
+        create_topics(cfg)
+        return cfg
+
+    return make

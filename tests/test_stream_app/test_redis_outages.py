@@ -141,7 +141,8 @@ def test_a_worker_started_while_the_broker_is_down_waits_and_stops_cleanly(strea
     cfg = stream_config_factory(kafka={"bootstrap_servers": [f"127.0.0.1:{free_port()}"]},
                                 model={"checkpoint": str(tiny_checkpoint), "device": "cpu", "torch_threads": 1})
     worker = worker_factory(cfg).start()
-    worker.wait_for(lambda: "kafka unreachable during topic creation" in worker.log_tail(20000),
+    # the first call at start-up is the connection check (`connections.check_connections`)
+    worker.wait_for(lambda: "kafka unreachable during connection check" in worker.log_tail(20000),
                     "the worker to say it waits for the broker", timeout_s=90)
     time.sleep(1.0)  # several retries later it is still waiting, not exited
     assert worker.alive(), worker.log_tail()
