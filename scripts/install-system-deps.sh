@@ -14,6 +14,7 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # ops view (Prometheus and promtool, which checks the alerting rules)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)  # the page's Firefox test
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # the secured devstack (`devstack up --secured`) makes its CA and certificates with openssl
