@@ -230,10 +230,12 @@ def dashboard(config_path: Path | None, host: str | None, port: int | None, max_
     import asyncio
 
     from stream_app.config import load_config
+    from stream_app.runtime.connections import check_connections
     from stream_app.runtime.dashboard_server import run_dashboard
 
     overrides = {k: v for k, v in (("host", host), ("port", port), ("max_castings", max_castings)) if v is not None}
     cfg = load_config(config_path, **({"dashboard": overrides} if overrides else {}))
+    check_connections(cfg, redis=False)  # refused credentials or TLS settings: one clear error, exit 2
     asyncio.run(run_dashboard(cfg, on_started=lambda url: click.echo(f"dashboard: {url}", err=True)))
 
 
