@@ -3,7 +3,8 @@
 Stages return what must happen; this module sends it (`FaustOutputs`), acknowledges, and records the
 metrics, so control flows one way: records -> stage -> outcome -> sends -> commit/ack.
 Its parts: the ingest loop (`IngestLoop`, a plain aiokafka consumer group run as an app task; see its
-module for why), the scoring agent, the abandonment sweep (timer) and the readiness probe.
+module for why), the scoring agent, the abandonment sweep (timer), the checkpoint watch (timer; see
+`model_swap`) and the readiness probe.
 
 The ingest loop commits a fetch's offsets only after its scoring requests and dead letters are acknowledged
 by the broker. The scoring agent takes micro-batches with `noack_take`, keeps two in flight
@@ -33,6 +34,7 @@ from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis, faust_broker_credentials
 from stream_app.runtime.ingest_loop import IngestLoop
 from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.model_swap import ModelWatcher
 from stream_app.runtime.outages import Dependency, RetryingWindowStore, is_outage, quiet_client_loggers
 from stream_app.runtime.scoring_pipeline import ScoringPipeline
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
@@ -214,6 +216,15 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
             await close_abandoned(pipeline.patient_store, letters)
             metrics.deadletters.labels("incomplete").inc(len(letters))
         metrics.open_castings.set(await pipeline.patient_store.open_count())
+
+    if cfg.model.watch_interval_s > 0:
+        watcher = ModelWatcher(cfg, pipeline.scoring, metrics)
+
+        @app.timer(interval=cfg.model.watch_interval_s)
+        async def watch_model() -> None:
+            await watcher.check()
+    else:
+        metrics.set_model(pipeline.scoring.scorer.version)
 
     @app.task
     async def probe() -> None:

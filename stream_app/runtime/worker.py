@@ -21,14 +21,14 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
 
     from stream_app.runtime.faust_app import build_pipeline, create_app
     from stream_app.runtime.metrics import Metrics
-    from stream_app.service.model_runner import Scorer
+    from stream_app.service.model_runner import load_scorer
 
     # until faust's worker takes the signals over: a SIGTERM during start-up (model load, waiting for
     # the broker) is a clean stop, nothing is in flight yet
     signal.signal(signal.SIGTERM, _exit_cleanly)
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
-    scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
+    scorer = load_scorer(cfg.model, cfg.validation.channels)  # refuses a model of other channels
     ensure_topics(cfg)
     metrics = Metrics()
     pipeline = build_pipeline(cfg, scorer, metrics)

@@ -113,7 +113,8 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         worker = WorkerProcess(cfg, worker_log, metrics_port=cfg.metrics.port or None, new_session=True)
         console.print(f"starting a worker (log: {worker_log}, metrics: {worker.url('/metrics')}) ...")
         worker.start()
-        items = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=time.strftime("DEMO-%H%M%S"))
+        items = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=time.strftime("DEMO-%H%M%S"),
+                              channels=cfg.validation.channels)
         ids = {c.casting_id for c in items}
         ready = threading.Event()
         follower = threading.Thread(target=_follow, args=(cfg, state, stop, ids, ready), daemon=True)
