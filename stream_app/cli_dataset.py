@@ -65,6 +65,10 @@ def dataset(config_path, labels_path, out_path, labels_out, start, until, app_id
     finally:
         progress.close()
     ids = list(windows)
+    if not ids:
+        for line in summary.lines():
+            click.echo(line)
+        raise click.ClickException(f"no labelled casting in {cfg.topics.sensors} within the bounds; nothing written")
     summary.written = write_readings(out_path, ((casting_id, windows[casting_id]) for casting_id in ids), channels)
     write_labels(labels_out, [(casting_id, labels[casting_id]) for casting_id in ids])
     for line in summary.lines():

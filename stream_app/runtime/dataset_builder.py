@@ -38,6 +38,7 @@ class DatasetSummary:
     castings_found: int = 0  # sealed castings whose window assembled: what the worker would score
     labelled: int = 0  # found and labelled: written
     unlabelled: int = 0  # found, no label: left out
+    labelled_rejected: int = 0  # labelled castings whose window was dead-lettered (counted under `rejected`)
     labels_without_casting: int = 0
     gaps_filled: int = 0  # steps filled in the written windows
     rejected: Counter = field(default_factory=Counter)  # dead-letter reason -> messages or castings
@@ -54,6 +55,8 @@ class DatasetSummary:
             f"castings found                {self.castings_found}",
             f"  labelled (written)          {self.labelled}",
             f"  unlabelled (left out)       {self.unlabelled}{_examples(self.examples.get('unlabelled'))}",
+            f"labelled but rejected         {self.labelled_rejected}"
+            f"{_examples(self.examples.get('labelled_rejected'))}",
             f"labels with no casting        {self.labels_without_casting}"
             f"{_examples(self.examples.get('labels_without_casting'))}",
             f"skipped, began before --from  {self.started_before_from}",
@@ -92,6 +95,7 @@ async def collect_windows(
     n_channels = len(cfg.validation.channels)
     windows: dict[str, np.ndarray] = {}
     found: set[str] = set()
+    rejected: set[str] = set()  # castings dead-lettered as a whole (end marker or window)
     summary = DatasetSummary()
     unlabelled: list[str] = []
     began = time.monotonic()
@@ -101,10 +105,12 @@ async def collect_windows(
         outcome = await ingest.process(records, now)
         summary.readings += outcome.readings
         summary.rejected.update(letter.reason for letter in outcome.deadletters)
+        rejected.update(letter.casting_id for letter in outcome.deadletters if letter.casting_id)
         size = cfg.batching.max_batch_size
         for i in range(0, len(outcome.requests), size):
             batch = await fetch_windows(store, outcome.requests[i : i + size], n_channels, cfg.window, now)
             summary.rejected.update(new.reason for new in batch.new_outcomes if new.reason is not None)
+            rejected.update(new.casting_id for new in batch.new_outcomes if new.reason is not None)
             for request, window, gaps in batch.to_score:
                 found.add(request.casting_id)
                 if request.casting_id in labels:
@@ -126,7 +132,11 @@ async def collect_windows(
     summary.labelled = len(windows)
     summary.unlabelled = len(set(unlabelled))
     missing = [casting_id for casting_id in labels if casting_id not in found]
+    labelled_rejected = [casting_id for casting_id in missing if casting_id in rejected]
+    missing = [casting_id for casting_id in missing if casting_id not in rejected]
+    summary.labelled_rejected = len(labelled_rejected)
     summary.labels_without_casting = len(missing)
-    summary.examples = {"unlabelled": sorted(set(unlabelled))[:3], "labels_without_casting": missing[:3]}
+    summary.examples = {"unlabelled": sorted(set(unlabelled))[:3], "labels_without_casting": missing[:3],
+                        "labelled_rejected": labelled_rejected[:3]}
     summary.seconds = time.monotonic() - began
     return windows, summary
