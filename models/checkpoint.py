@@ -137,3 +137,17 @@ def checkpoint_channels(info: dict[str, Any]) -> list[dict[str, str | None]]:
         else:
             raise ValueError(f"unreadable channel entry in the checkpoint's metadata: {item!r}")
     return out
+
+
+def rewrite_metadata(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into a checkpoint's metadata in place; weights, and hence ``version``, stay the same."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a checkpoint written by models.checkpoint")
+    payload["metadata"] = {**payload.get("metadata", {}), **_plain(updates)}
+    if weights_version(payload["state_dict"]) != payload["version"]:
+        raise ValueError(f"{path}: weights do not match the recorded version; not rewriting")
+    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return payload["metadata"]
