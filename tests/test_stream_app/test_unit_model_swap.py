@@ -249,3 +249,25 @@ def test_same_weights_rewritten_and_a_missing_file_change_nothing(tmp_path):
 
 def test_load_errors_are_model_load_errors():
     assert issubclass(CheckpointMismatchError, ModelLoadError)
+
+
+# ----------------------------------------------------------------------------------------- start-up refusals
+
+
+def test_worker_and_replay_refuse_to_start_on_a_checkpoint_of_other_channels(tmp_path):
+    """The example 12-channel config with the default 5-channel checkpoint: both refuse before connecting
+    anywhere, and the error lists both channel sets (the real command line: exit 2, no traceback)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
+           "STREAM_APP__MODEL__CHECKPOINT": str(Path("checkpoints/default/model.pt").resolve())}
+    for command in (["worker"], ["replay", "--no-progress"]):
+        done = subprocess.run([sys.executable, "-m", "stream_app.cli", *command, "--config",
+                               "configs/examples/slab-caster-12ch.yaml"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert "checkpoint (5, model input 5): [casting_speed (m/min)" in done.stderr
+        assert "validation.channels (12): [casting_speed (m/min), mold_tc_upper_ne (degC)" in done.stderr
