@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -59,6 +60,8 @@ def dataset(config_path, labels_path, out_path, labels_out, start, until, app_id
     labels = read_labels(labels_path)  # a bad labels file fails before the topic is read
     channels = [c.name for c in cfg.validation.channels]
 
+    if logging.getLogger().level > logging.DEBUG:  # each rejection is in the summary; one line each only with -v
+        logging.getLogger("stream_app.service").setLevel(logging.ERROR)
     progress = ReadProgress("dataset", enabled=not no_progress)
     try:
         windows, summary = asyncio.run(collect_windows(cfg, labels, start=start, until=until, on_read=progress))
