@@ -102,7 +102,8 @@ def worker(config_path: Path | None, datadir: Path | None) -> None:
               help="Share of extra malformed messages to inject (0..1), for dead-letter drills.")
 @click.option("--seed", default=0, show_default=True, help="Generator seed (castings and bad messages).")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Produce castings from a dataset file (written by the model's generator) instead.")
+              help="Produce these castings instead: a readings file (.parquet/.csv, the dataset format, its "
+                   "own casting ids) or a generator NPZ.")
 @click.option("--prefix", default=None, help="Casting id prefix (default: SIM-<time>, unique per run).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, dataset, prefix, no_progress) -> None:

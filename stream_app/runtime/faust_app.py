@@ -34,7 +34,7 @@ from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis, faust_broker_credentials
 from stream_app.runtime.ingest_loop import IngestLoop
 from stream_app.runtime.metrics import Metrics
-from stream_app.runtime.model_swap import ModelWatcher
+from stream_app.runtime.model_swap import FileSignature, ModelWatcher
 from stream_app.runtime.outages import Dependency, RetryingWindowStore, is_outage, quiet_client_loggers
 from stream_app.runtime.scoring_pipeline import ScoringPipeline
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
@@ -65,6 +65,7 @@ class WorkerPipeline:
     redis: Dependency
     kafka: Dependency
     running: set[str] = field(default_factory=set)  # the loops that have started: ingest, scoring
+    checkpoint_signature: FileSignature = None  # of the file the serving model was loaded from
 
     def health(self) -> dict:
         """What `/health` answers: ready when both dependencies answer and both loops run."""
@@ -83,7 +84,10 @@ def dependency(name: str, cfg: StreamConfig, metrics: Metrics) -> Dependency:
                                   outage_seconds=metrics.outage_seconds.labels(name))
 
 
-def build_pipeline(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerPipeline:
+def build_pipeline(
+    cfg: StreamConfig, scorer: Scorer, metrics: Metrics, checkpoint_signature: FileSignature = None
+) -> WorkerPipeline:
+    """`checkpoint_signature`: `model_swap.file_signature` of the checkpoint, taken before it was loaded."""
     store = RedisWindowStore(create_redis(cfg.redis), cfg.redis_prefix, cfg.redis.key_ttl_s)
     redis, kafka = dependency("redis", cfg, metrics), dependency("kafka", cfg, metrics)
     patient = RetryingWindowStore(store, redis)
@@ -100,6 +104,7 @@ def build_pipeline(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> Worke
         patient_store=patient,
         redis=redis,
         kafka=kafka,
+        checkpoint_signature=checkpoint_signature,
     )
 
 
@@ -218,7 +223,7 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
         metrics.open_castings.set(await pipeline.patient_store.open_count())
 
     if cfg.model.watch_interval_s > 0:
-        watcher = ModelWatcher(cfg, pipeline.scoring, metrics)
+        watcher = ModelWatcher(cfg, pipeline.scoring, metrics, signature=pipeline.checkpoint_signature)
 
         @app.timer(interval=cfg.model.watch_interval_s)
         async def watch_model() -> None:

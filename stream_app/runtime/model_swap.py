@@ -47,13 +47,16 @@ class ModelWatcher:
         scoring: ScoringStage,
         metrics: Metrics,
         load: Callable[[], Scorer] | None = None,
+        signature: FileSignature = None,
     ) -> None:
+        """`signature`: of the file the serving model came from, taken before loading it (None: now), so a
+        file replaced while the worker started is still seen as new."""
         self.cfg = cfg
         self.path = Path(cfg.model.checkpoint)
         self.scoring = scoring
         self.metrics = metrics
         self.load = load or (lambda: load_scorer(cfg.model, cfg.validation.channels, self.path))
-        self.signature = file_signature(self.path)  # of the file the serving model came from
+        self.signature = signature if signature is not None else file_signature(self.path)
         metrics.set_model(scoring.scorer.version)
 
     async def check(self) -> str:

@@ -21,6 +21,7 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
 
     from stream_app.runtime.faust_app import build_pipeline, create_app
     from stream_app.runtime.metrics import Metrics
+    from stream_app.runtime.model_swap import file_signature
     from stream_app.service.model_runner import load_scorer
 
     # until faust's worker takes the signals over: a SIGTERM during start-up (model load, waiting for
@@ -28,10 +29,11 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     signal.signal(signal.SIGTERM, _exit_cleanly)
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
+    signature = file_signature(cfg.model.checkpoint)  # before loading: a file replaced meanwhile is swapped in
     scorer = load_scorer(cfg.model, cfg.validation.channels)  # refuses a model of other channels
     ensure_topics(cfg)
     metrics = Metrics()
-    pipeline = build_pipeline(cfg, scorer, metrics)
+    pipeline = build_pipeline(cfg, scorer, metrics, checkpoint_signature=signature)
     port = metrics.serve(cfg.metrics.port, cfg.metrics.host, health=pipeline.health)
     log.info("metrics on http://%s:%d/metrics, readiness on /health", cfg.metrics.host, port)
     app = create_app(pipeline, datadir=datadir)

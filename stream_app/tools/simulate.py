@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -150,11 +151,18 @@ class SimulationSummary:
 def load_castings(
     *, count: int, seed: int, prefix: str, channels: Sequence[ChannelLimits], dataset: str | None = None
 ) -> list[Casting]:
-    """Castings for the configured channel set from the model's generator (deterministic from `seed`), or
-    from a dataset file written by the generator (`python -m models.synthetic`), which must have as many
-    channels."""
+    """Castings for the configured channel set: from the model's generator (deterministic from `seed`, ids
+    `<prefix>-00000`...), from a readings file in the dataset format (`.parquet`/`.csv`, long form, its own
+    casting ids: a plant's history played onto a test topic), or from a generator NPZ (`python -m
+    models.synthetic`), which must have as many channels."""
     from models.synthetic import SignalChannel, generate_castings, load_dataset
 
+    if dataset and Path(dataset).suffix.lower() in (".parquet", ".csv"):
+        from models.dataset_file import read_readings
+
+        ids, sequences = read_readings(dataset, [c.name for c in channels])
+        picked = list(zip(ids, sequences, strict=True))[: count or None]
+        return [Casting(casting_id, np.asarray(values, dtype=np.float32)) for casting_id, values in picked]
     if dataset:
         data = load_dataset(dataset)
         width = data.sequences[0].shape[1] if len(data) else len(channels)

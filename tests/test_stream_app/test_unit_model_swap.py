@@ -271,3 +271,16 @@ def test_worker_and_replay_refuse_to_start_on_a_checkpoint_of_other_channels(tmp
         assert "Traceback" not in done.stderr
         assert "checkpoint (5, model input 5): [casting_speed (m/min)" in done.stderr
         assert "validation.channels (12): [casting_speed (m/min), mold_tc_upper_ne (degC)" in done.stderr
+
+
+def test_a_file_replaced_while_the_worker_started_is_still_swapped_in(tmp_path):
+    from stream_app.runtime.model_swap import file_signature
+
+    path = write(tmp_path / "model.pt", seed=1)
+    cfg = CFG.model_copy(update={"model": CFG.model.model_copy(update={"checkpoint": path, "device": "cpu"})})
+    before = file_signature(path)  # what run_worker takes before loading
+    scorer = load_scorer(cfg.model, cfg.validation.channels)
+    write(path, seed=2)  # replaced after the load, before the watcher exists
+    stage = stage_with(scorer, MemoryWindowStore())
+    watcher = ModelWatcher(cfg, stage, Metrics(), signature=before)
+    assert asyncio.run(watcher.check()) == "swapped"

@@ -222,3 +222,15 @@ def test_a_dataset_with_other_channels_than_the_config_is_refused(tmp_path):
     twelve = load_config(EXAMPLE, environ={}).validation.channels
     with pytest.raises(SimulationError, match="holds 5 channels, the config names 12"):
         simulate.load_castings(count=0, seed=0, prefix="S", channels=twelve, dataset=str(path))
+
+
+def test_a_readings_file_is_played_back_with_its_own_casting_ids(tmp_path):
+    from models.dataset_file import write_readings
+
+    items = simulate.load_castings(count=3, seed=2, prefix="S", channels=CFG.channels)
+    path = tmp_path / "history.parquet"
+    write_readings(path, [(f"PLANT-{i}", c.values) for i, c in enumerate(items)], [c.name for c in CFG.channels])
+    back = simulate.load_castings(count=2, seed=0, prefix="ignored", channels=CFG.channels, dataset=str(path))
+    assert [c.casting_id for c in back] == ["PLANT-0", "PLANT-1"]
+    for a, b in zip(items, back, strict=False):
+        np.testing.assert_array_equal(a.values, b.values)
