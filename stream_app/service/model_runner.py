@@ -148,13 +148,18 @@ def check_fits(scorer: Scorer, channels: Sequence[ChannelLimits], path: Path | s
     names_differ = [c["name"] for c in recorded] != [c["name"] for c in configured]
     units_differ = any(r.get("unit") not in (None, c["unit"]) for r, c in zip(recorded, configured, strict=False))
     if names_differ or units_differ or len(recorded) != scorer.n_channels:
-        what = "the same channels in another order" if (
-            names_differ and sorted(c["name"] for c in recorded) == sorted(c["name"] for c in configured)
-        ) else "other channels" if names_differ else "other units" if units_differ else "a wrong input size"
+        if names_differ and sorted(c["name"] for c in recorded) == sorted(c["name"] for c in configured):
+            problem = "was trained on the same channels in another order"
+        elif names_differ:
+            problem = "was trained on other channels than the config names"
+        elif units_differ:
+            problem = "was trained on the same channels in other units"
+        else:
+            problem = f"records {len(recorded)} channels but its model takes {scorer.n_channels} inputs"
         raise CheckpointMismatchError(
-            f"{path} was trained on {what} than the config names (the window's columns must be the model's "
-            f"features, in order)\n  checkpoint ({len(recorded)}, model input {scorer.n_channels}): "
-            f"{_describe(recorded)}\n  validation.channels ({len(configured)}): {_describe(configured)}"
+            f"{path} {problem} (the window's columns must be the model's features, in order)\n"
+            f"  checkpoint ({len(recorded)}, model input {scorer.n_channels}): {_describe(recorded)}\n"
+            f"  validation.channels ({len(configured)}): {_describe(configured)}"
         )
 
 

@@ -61,9 +61,11 @@ def test_a_checkpoint_of_the_configured_channels_fits(tmp_path):
 @pytest.mark.parametrize(
     ("recorded", "expected"),
     [
-        pytest.param(RECORDED[::-1], "the same channels in another order", id="reordered"),
-        pytest.param([*RECORDED[:4], {"name": "stopper_position", "unit": "mm"}], "other channels", id="renamed"),
-        pytest.param([*RECORDED[:4], {**RECORDED[4], "unit": "degF"}], "other units", id="other-unit"),
+        pytest.param(RECORDED[::-1], "was trained on the same channels in another order", id="reordered"),
+        pytest.param([*RECORDED[:4], {"name": "stopper_position", "unit": "mm"}],
+                     "was trained on other channels than the config names", id="renamed"),
+        pytest.param([*RECORDED[:4], {**RECORDED[4], "unit": "degF"}], "the same channels in other units",
+                     id="other-unit"),
     ],
 )
 def test_other_channels_are_refused_with_both_sets_listed(tmp_path, recorded, expected):
@@ -86,7 +88,7 @@ def test_old_checkpoint_forms_names_only_and_none(tmp_path):
 
 def test_other_input_size_is_refused_even_with_matching_names(tmp_path):
     path = write(tmp_path / "m.pt", n_channels=6)  # records the five names but takes six inputs
-    with pytest.raises(CheckpointMismatchError, match="a wrong input size"):
+    with pytest.raises(CheckpointMismatchError, match="records 5 channels but its model takes 6 inputs"):
         load_scorer(CFG.model, CHANNELS, path)
 
 
