@@ -105,7 +105,7 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Override training.num_epochs (with --labels: the search's epoch limit, default 80).",
+    help="Override training.num_epochs (with --labels: the search's epoch limit; default from the data size).",
 )
 @click.option(
     "--threads",
@@ -129,7 +129,7 @@ def train(
     require_extra("train", "train")
     if labels is not None or (data is not None and data.suffix.lower() in (".parquet", ".csv")):
         _train_on_file(data, labels, stream_config, config_path, synthetic, output_dir, seed=seed,
-                       budget_s=search_budget_s, test_fraction=test_fraction, refit=refit, max_epochs=epochs or 80,
+                       budget_s=search_budget_s, test_fraction=test_fraction, refit=refit, max_epochs=epochs,
                        threads=threads, progress=progress)  # fmt: skip
         return
     from models.config import PRODUCT_CONFIG, ConfigError, load_lstm_config
