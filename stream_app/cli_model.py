@@ -147,9 +147,14 @@ def train(
         raise click.BadParameter(str(exc), param_hint="--config") from None
     if epochs is not None:
         config.training.num_epochs = epochs
-    metrics = run_training(
-        config, source, output_dir, seed=seed, split=SplitSpec(seed=seed), progress=progress, num_threads=threads
-    )
+    channels = _stream_channels(stream_config)[0]
+    try:
+        metrics = run_training(
+            config, source, output_dir, seed=seed, split=SplitSpec(seed=seed), progress=progress,
+            num_threads=threads, channels=channels,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(_summary(metrics["test"]))
     click.echo(
         f"checkpoint {metrics['checkpoint']['path']} version {metrics['checkpoint']['version']}, "
