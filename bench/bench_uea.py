@@ -30,6 +30,7 @@ STREAM_APP = str(Path(sys.executable).with_name("stream-app"))
 def run_one(name: str, out: Path, budget_s: float, threads: int, seed: int) -> dict:
     folder = convert(name, out / "data")
     run_dir = out / "runs" / name
+    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     train = [
         STREAM_APP, "train", "--data", str(folder / "train.parquet"), "--labels", str(folder / "train_labels.csv"),
