@@ -63,7 +63,7 @@ def score_model(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics of the model and of its stored baseline on ``data`` (``labels`` in the checkpoint's classes)."""
     meta = info.get("metadata", {})
-    class_names = list(meta.get("class_names", BINARY_CLASS_NAMES))
+    class_names = _class_names(info)
     binary = class_names == BINARY_CLASS_NAMES and model.num_classes == 1
     probs = {"LSTM": predict_dataset(model, CastingSequenceDataset(data.sequences, labels))}
     if "baseline" in meta:
@@ -79,6 +79,15 @@ def score_model(
     if "baseline" in result:
         result["baseline"]["model"] = meta["baseline"].get("model", "summary statistics")
     return result, probs
+
+
+def _class_names(info: dict[str, Any]) -> list[str]:
+    """The checkpoint's classes; one that records none is a binary defect model (older checkpoints)."""
+    names = info.get("metadata", {}).get("class_names")
+    if names is None:
+        num_classes = int(info["config"]["classifier"]["num_classes"])
+        return list(BINARY_CLASS_NAMES) if num_classes == 1 else [str(k) for k in range(num_classes)]
+    return list(names)
 
 
 def _labels_in(data: LabelledDataset, class_names: list[str], source: str) -> np.ndarray:
@@ -113,15 +122,15 @@ def evaluate_dataset_file(
     if candidate is not None:
         cand_model, cand_info = load_checkpoint(candidate)
         check_channels(cand_info, channels, f"candidate {candidate}")
-        if cand_info["metadata"].get("class_names") != info["metadata"].get("class_names"):
+        if _class_names(cand_info) != _class_names(info):
             raise ValueError(
-                f"candidate {candidate} predicts classes {cand_info['metadata'].get('class_names')}, "
-                f"the current checkpoint {info['metadata'].get('class_names')}: not comparable"
+                f"candidate {candidate} predicts classes {_class_names(cand_info)}, "
+                f"the current checkpoint {_class_names(info)}: not comparable"
             )
         loaded.append((Path(candidate), cand_model, cand_info))
     names = [c["name"] for c in channels]
     data = read_dataset(readings, labels, names, min_steps=min_steps, max_steps=max_steps)
-    class_names = list(info["metadata"].get("class_names", BINARY_CLASS_NAMES))
+    class_names = _class_names(info)
     y = _labels_in(data, class_names, str(labels))
     result: dict[str, Any] = {
         "data": data.summary,

@@ -72,7 +72,7 @@ def train_on_dataset_file(
     val_fraction: float = 0.25,
     test_fraction: float = 0.2,
     budget_s: float = 900.0,
-    max_epochs: int = 80,
+    max_epochs: int | None = None,
     refit: bool = True,
     progress: bool = True,
     num_threads: int | None = None,

@@ -105,7 +105,7 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Override training.num_epochs (with --labels: the search's epoch limit, default 80).",
+    help="Override training.num_epochs (with --labels: the search's epoch limit; default from the data size).",
 )
 @click.option(
     "--threads",
@@ -129,7 +129,7 @@ def train(
     require_extra("train", "train")
     if labels is not None or (data is not None and data.suffix.lower() in (".parquet", ".csv")):
         _train_on_file(data, labels, stream_config, config_path, synthetic, output_dir, seed=seed,
-                       budget_s=search_budget_s, test_fraction=test_fraction, refit=refit, max_epochs=epochs or 80,
+                       budget_s=search_budget_s, test_fraction=test_fraction, refit=refit, max_epochs=epochs,
                        threads=threads, progress=progress)  # fmt: skip
         return
     from models.config import PRODUCT_CONFIG, ConfigError, load_lstm_config
@@ -147,9 +147,14 @@ def train(
         raise click.BadParameter(str(exc), param_hint="--config") from None
     if epochs is not None:
         config.training.num_epochs = epochs
-    metrics = run_training(
-        config, source, output_dir, seed=seed, split=SplitSpec(seed=seed), progress=progress, num_threads=threads
-    )
+    channels = _stream_channels(stream_config)[0]
+    try:
+        metrics = run_training(
+            config, source, output_dir, seed=seed, split=SplitSpec(seed=seed), progress=progress,
+            num_threads=threads, channels=channels,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(_summary(metrics["test"]))
     click.echo(
         f"checkpoint {metrics['checkpoint']['path']} version {metrics['checkpoint']['version']}, "

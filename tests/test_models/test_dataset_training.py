@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from models.baseline import SummaryStatsLogistic, summary_features
-from models.checkpoint import checkpoint_channels, load_checkpoint
+from models.checkpoint import checkpoint_channels, load_checkpoint, rewrite_metadata
 from models.dataset_file import write_labels, write_readings
 from stream_app.cli_model import evaluate, train
 
@@ -71,6 +71,8 @@ def test_binary_train_then_evaluate_with_candidate(runner: CliRunner, tmp_path: 
 
     result = _train(runner, tmp_path, readings, labels, tmp_path / "b", "--seed", "1", "--no-refit")
     assert result.exit_code == 0, result.output
+    # the current checkpoint in the old form: channel names only, no class names (a binary model)
+    rewrite_metadata(tmp_path / "a" / "model.pt", {"channels": [n for n, _ in CHANNELS], "class_names": None})
     test_readings, test_labels = _dataset(tmp_path, ["0", "1"], n=30, seed=5, tag="test")
     out = tmp_path / "eval.json"
     result = runner.invoke(evaluate, [
