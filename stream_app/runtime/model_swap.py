@@ -75,6 +75,11 @@ class ModelWatcher:
                       self.scoring.scorer.version, exc)
             self.metrics.model_swaps.labels("refused").inc()
             return "refused"
+        except Exception:  # a file no check foresaw must not stop the serving model either; say what happened
+            log.exception("refused new checkpoint %s (unexpected error loading it), model %s keeps serving",
+                          self.path, self.scoring.scorer.version)
+            self.metrics.model_swaps.labels("refused").inc()
+            return "refused"
         current = self.scoring.scorer.version
         if candidate.version == current:
             log.info("checkpoint %s rewritten with the serving weights (%s); nothing to swap", self.path, current)

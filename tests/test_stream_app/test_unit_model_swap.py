@@ -286,3 +286,16 @@ def test_a_file_replaced_while_the_worker_started_is_still_swapped_in(tmp_path):
     stage = stage_with(scorer, MemoryWindowStore())
     watcher = ModelWatcher(cfg, stage, Metrics(), signature=before)
     assert asyncio.run(watcher.check()) == "swapped"
+
+
+def test_an_unforeseen_load_failure_is_refused_too(tmp_path):
+    watcher, stage, metrics, path = watcher_on(tmp_path)
+    old = stage.scorer
+
+    def broken_loader():
+        raise TypeError("something no check foresaw")
+
+    watcher.load = broken_loader
+    write(path, seed=5)
+    assert asyncio.run(watcher.check()) == "refused"
+    assert stage.scorer is old and swaps(metrics, "refused") == 1
