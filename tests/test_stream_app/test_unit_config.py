@@ -286,5 +286,8 @@ def test_one_and_sixty_four_channels_load():
 
 
 def test_the_example_plant_config_loads():
-    cfg = load_config("configs/examples/slab-caster-12ch.yaml", environ={})
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "examples" / "slab-caster-12ch.yaml",
+                      environ={})
     assert len(cfg.validation.channels) == 12 and cfg.app_id == "slab12-defect"

@@ -24,6 +24,8 @@ from stream_app.service.records import SourceRecord
 from stream_app.service.scoring_stage import ScoringStage
 from stream_app.tools.simulate import casting_messages
 
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = str(ROOT / "configs" / "examples" / "slab-caster-12ch.yaml")
 CFG = load_config(environ={})
 CHANNELS = CFG.validation.channels
 RECORDED = [{"name": c.name, "unit": c.unit} for c in CHANNELS]
@@ -93,7 +95,7 @@ def test_other_input_size_is_refused_even_with_matching_names(tmp_path):
 
 
 def test_a_twelve_channel_config_takes_a_twelve_channel_checkpoint():
-    cfg = load_config("configs/examples/slab-caster-12ch.yaml", environ={})
+    cfg = load_config(EXAMPLE, environ={})
     channels = cfg.validation.channels
     assert len(channels) == 12
     scorer = Scorer(model_for(12), "v", torch.device("cpu"),
@@ -264,10 +266,10 @@ def test_worker_and_replay_refuse_to_start_on_a_checkpoint_of_other_channels(tmp
     import sys
 
     env = {**os.environ, "STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",
-           "STREAM_APP__MODEL__CHECKPOINT": str(Path("checkpoints/default/model.pt").resolve())}
+           "STREAM_APP__MODEL__CHECKPOINT": str(ROOT / "checkpoints" / "default" / "model.pt")}
     for command in (["worker"], ["replay", "--no-progress"]):
         done = subprocess.run([sys.executable, "-m", "stream_app.cli", *command, "--config",
-                               "configs/examples/slab-caster-12ch.yaml"], capture_output=True, text=True, env=env,
+                               EXAMPLE], capture_output=True, text=True, env=env,
                               timeout=120)
         assert done.returncode == 2, (command, done.stderr)
         assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -160,7 +161,7 @@ def test_rate_limiter_sleeps_until_schedule(monkeypatch):
     assert clock.slept == [pytest.approx(0.1)]
 
 
-EXAMPLE = "configs/examples/slab-caster-12ch.yaml"
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "configs" / "examples" / "slab-caster-12ch.yaml")
 
 
 @pytest.mark.parametrize("config_path", [None, EXAMPLE], ids=["default-5", "example-12"])
