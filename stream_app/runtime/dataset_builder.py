@@ -21,7 +21,7 @@ import numpy as np
 
 from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis
-from stream_app.runtime.replay import delete_prefix, read_history
+from stream_app.runtime.replay import check_redis, delete_prefix, read_history
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
 from stream_app.service.records import SourceRecord
@@ -90,6 +90,7 @@ async def collect_windows(
     """The labelled castings' windows (casting id -> float32 (n_steps, channels)) in the bounds, and the summary.
     `cfg.app_id` must be the builder's own (its Redis prefix is deleted at the end)."""
     redis = create_redis(cfg.redis)
+    await check_redis(redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     ingest = IngestStage(MessageParser(cfg.validation), store)
     n_channels = len(cfg.validation.channels)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
@@ -153,10 +155,17 @@ async def read_history(
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
     read = HistoryRead()
     own_producer = AIOKafkaProducer(**aiokafka_kwargs(cfg.kafka)) if producer is None else None
-    await consumer.start()
     try:
+        await consumer.start()
         if own_producer is not None:
             await own_producer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        if own_producer is not None:
+            await own_producer.stop()
+        raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
+                          f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
+    try:
         plan = await plan_replay(consumer, producer or own_producer, cfg.topics.sensors, start, until,
                                  cfg.window.abandon_after_s)
         active = {tp for tp in plan.start if plan.start[tp] < plan.stop[tp]}
@@ -221,7 +230,14 @@ async def run_replay(
     summary = ReplaySummary()
     report = on_progress or (lambda done, total, summary: None)
     began = time.monotonic()
-    await producer.start()
+    await check_redis(redis)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        await redis.aclose()
+        raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
+                          f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
     try:
         log.info("replaying %s into %s with model %s", cfg.topics.sensors, predictions_topic, scorer.version)
 
@@ -262,6 +278,15 @@ async def _process(records, ingest, scoring, store, producer, predictions_topic,
         pending = []
         await scoring.finish(scored)
     await asyncio.gather(*pending)
+
+
+async def check_redis(redis) -> None:
+    """A bounded job fails at once, with a plain message, when Redis does not answer (the worker waits instead)."""
+    try:
+        await redis.ping()
+    except RedisError as exc:
+        await redis.aclose()
+        raise ReplayError(f"Redis does not answer (redis.url): {exc}") from None
 
 
 async def delete_prefix(redis, prefix: str) -> None:

@@ -133,3 +133,25 @@ def test_bad_arguments_are_clear_errors(tmp_path, args, expected, monkeypatch):
     result = CliRunner().invoke(cli, ["dataset", "--labels", "labels.csv", "--no-progress", *args])
     assert result.exit_code != 0
     assert expected in result.output or expected in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({"STREAM_APP__REDIS__URL": "redis://127.0.0.1:1/0"}, "Redis does not answer", id="no-redis"),
+        pytest.param({"STREAM_APP__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"}, "the broker does not answer",
+                     id="no-broker", marks=pytest.mark.integration),  # Redis is asked first: the stack's
+    ],
+)
+def test_unreachable_services_are_a_plain_error(tmp_path, env, expected, stream_config):
+    """A bounded job stops at once with a message (the worker would wait instead). The other service is the
+    test stack's, so only the named one is missing."""
+    from stream_app.errors import StreamAppError
+
+    (tmp_path / "labels.csv").write_text("casting_id,label\nC-1,1\n")
+    config_path = write_config(stream_config, tmp_path / "stream.yaml")
+    result = CliRunner(env=env).invoke(cli, ["dataset", "--config", str(config_path), "--labels",
+                                             str(tmp_path / "labels.csv"), "--out", str(tmp_path / "d.parquet"),
+                                             "--no-progress"])
+    assert isinstance(result.exception, StreamAppError), result.output
+    assert expected in str(result.exception)
