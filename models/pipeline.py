@@ -47,20 +47,16 @@ def run_training(
     split: SplitSpec | None = None,
     progress: bool = True,
     num_threads: int | None = None,
-    channels: list[dict[str, Any]] | None = None,
+    channels: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Train the binary defect model on ``source``; returns the dict written to ``metrics.json``.
 
     ``num_threads`` sets torch's CPU threads for the run (restored afterwards). ``channels`` (the stream
-    config's ``{"name", "unit"}`` rows, in order) is recorded in the checkpoint; default: the generator's
-    channel names, units unknown.
+    config's ``{"name", "unit"}`` rows, in order; the stream config is the only list of channels) is recorded
+    in the checkpoint.
     """
     if config.classifier.num_classes != 1:
         raise ValueError("run_training trains the binary defect model (classifier.num_classes = 1)")
-    if channels is None:
-        from models.synthetic import CHANNELS
-
-        channels = [{"name": name, "unit": None} for name in CHANNELS]
     with torch_threads(num_threads):
         return _run_training(config, source, Path(output_dir), seed, split or SplitSpec(), progress, channels)
 
