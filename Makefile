@@ -62,7 +62,7 @@ clean: down
 	rm -rf .devstack
 
 # ---- benchmarks (bench/); each prints its table and writes it, with the machine, into docs/BENCHMARKS.md
-.PHONY: bench-scoring bench-ingest bench-e2e bench-gpu chaos
+.PHONY: bench-scoring bench-ingest bench-e2e bench-gpu bench-uea chaos
 
 bench-scoring: services
 	$(PY) bench/bench_scoring.py --doc
@@ -75,6 +75,10 @@ bench-e2e: services
 
 bench-gpu: services
 	bench/gpu.sh
+
+# the dataset-file recipe on five UCR/UEA sets through stream-app train/evaluate (table for docs/MODEL.md)
+bench-uea: install
+	nice $(PY) bench/bench_uea.py --out runs/uea-bench --budget-s 300 --threads 1
 
 # faults at random (Redis, broker, workers) under a steady stream for 10 minutes, then a reconciliation
 chaos: services

@@ -17,7 +17,14 @@ import torch
 
 from models.lstm_model import SteelDefectLSTM
 
-__all__ = ["CHECKPOINT_FORMAT", "DEFAULT_CHECKPOINT", "load_checkpoint", "save_checkpoint", "weights_version"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DEFAULT_CHECKPOINT",
+    "checkpoint_channels",
+    "load_checkpoint",
+    "save_checkpoint",
+    "weights_version",
+]
 
 CHECKPOINT_FORMAT = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default" / "model.pt"
@@ -107,3 +114,40 @@ def load_checkpoint(
 def describe_checkpoint(path: str | Path) -> str:
     _, info = load_checkpoint(path)
     return json.dumps({k: info[k] for k in ("version", "metadata")}, indent=2)
+
+
+def checkpoint_channels(info: dict[str, Any]) -> list[dict[str, str | None]]:
+    """The channels a checkpoint was trained on, in input order: ``[{"name": ..., "unit": ... or None}, ...]``.
+
+    ``info`` is the dict `load_checkpoint` returns (or a checkpoint's ``metadata``). Accepts the current form
+    (a list of ``{"name", "unit"}`` dicts) and the old one (a list of names; unit None). A checkpoint that
+    records no channels raises ``ValueError``.
+    """
+    metadata = info.get("metadata", info)
+    raw = metadata.get("channels") if isinstance(metadata, dict) else None
+    if not isinstance(raw, list) or not raw:
+        raise ValueError("the checkpoint records no channel set (metadata['channels'])")
+    out: list[dict[str, str | None]] = []
+    for item in raw:
+        if isinstance(item, str):
+            out.append({"name": item, "unit": None})
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            unit = item.get("unit")
+            out.append({"name": item["name"], "unit": None if unit is None else str(unit)})
+        else:
+            raise ValueError(f"unreadable channel entry in the checkpoint's metadata: {item!r}")
+    return out
+
+
+def rewrite_metadata(path: str | Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``updates`` into a checkpoint's metadata in place; weights, and hence ``version``, stay the same."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path} is not a checkpoint written by models.checkpoint")
+    payload["metadata"] = {**payload.get("metadata", {}), **_plain(updates)}
+    if weights_version(payload["state_dict"]) != payload["version"]:
+        raise ValueError(f"{path}: weights do not match the recorded version; not rewriting")
+    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return payload["metadata"]

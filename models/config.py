@@ -57,6 +57,7 @@ class ArchitectureConfig(_Section):
     attention_dim: int = Field(32, ge=1)
     conv_channels: int = Field(0, ge=0)  # 0: no convolutional front-end
     conv_kernel: int = Field(5, ge=1)
+    conv_layers: int = Field(1, ge=1, le=4)  # stacked Conv1d+ReLU blocks (used only with conv_channels > 0)
 
     @field_validator("conv_kernel")
     @classmethod

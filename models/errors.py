@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["CastingDefectError", "ConfigError"]
+__all__ = ["CastingDefectError", "ConfigError", "DatasetError"]
 
 
 class CastingDefectError(Exception):
@@ -23,3 +23,7 @@ class ConfigError(CastingDefectError, ValueError):
     def __init__(self, message: str, keys: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.keys = list(keys)
+
+
+class DatasetError(CastingDefectError, ValueError):
+    """A dataset file (readings or labels) is unusable. The message names the file and the row or casting."""

@@ -158,10 +158,12 @@ class SteelDefectLSTM(nn.Module):
         self.conv: nn.Module | None = None
         lstm_input = arch.input_size
         if arch.conv_channels > 0:
-            self.conv = nn.Sequential(
-                nn.Conv1d(arch.input_size, arch.conv_channels, arch.conv_kernel, padding=arch.conv_kernel // 2),
-                nn.ReLU(),
-            )
+            blocks: list[nn.Module] = []
+            for i in range(arch.conv_layers):  # conv.0/conv.1 = the first block, as in one-layer checkpoints
+                width_in = arch.input_size if i == 0 else arch.conv_channels
+                blocks += [nn.Conv1d(width_in, arch.conv_channels, arch.conv_kernel, padding=arch.conv_kernel // 2),
+                           nn.ReLU()]  # fmt: skip
+            self.conv = nn.Sequential(*blocks)
             lstm_input = arch.conv_channels
         self.lstm = nn.LSTM(
             input_size=lstm_input,
@@ -248,7 +250,12 @@ class SteelDefectLSTM(nn.Module):
         if self.conv is not None:
             if lengths is not None:
                 x = x.masked_fill(~mask.unsqueeze(-1), 0.0)  # also clears NaN/inf in padding
-            x = self.conv(x.transpose(1, 2)).transpose(1, 2)  # (B, T, conv_channels)
+            x = x.transpose(1, 2)  # (B, C, T)
+            for layer in self.conv:
+                x = layer(x)
+                if lengths is not None and isinstance(layer, nn.ReLU):
+                    x = x.masked_fill(~mask.unsqueeze(1), 0.0)  # padding stays zero between blocks
+            x = x.transpose(1, 2)  # (B, T, conv_channels)
         if lengths is None:
             h, _ = self.lstm(x)  # (B, T, D)
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)

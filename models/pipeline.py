@@ -47,19 +47,28 @@ def run_training(
     split: SplitSpec | None = None,
     progress: bool = True,
     num_threads: int | None = None,
+    channels: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Train the binary defect model on ``source``; returns the dict written to ``metrics.json``.
 
-    ``num_threads`` sets torch's CPU threads for the run (restored afterwards).
+    ``num_threads`` sets torch's CPU threads for the run (restored afterwards). ``channels`` (the stream
+    config's ``{"name", "unit"}`` rows, in order; the stream config is the only list of channels) is recorded
+    in the checkpoint.
     """
     if config.classifier.num_classes != 1:
         raise ValueError("run_training trains the binary defect model (classifier.num_classes = 1)")
     with torch_threads(num_threads):
-        return _run_training(config, source, Path(output_dir), seed, split or SplitSpec(), progress)
+        return _run_training(config, source, Path(output_dir), seed, split or SplitSpec(), progress, channels)
 
 
 def _run_training(
-    config: LSTMConfig, source: DataSource, out: Path, seed: int, split: SplitSpec, progress: bool
+    config: LSTMConfig,
+    source: DataSource,
+    out: Path,
+    seed: int,
+    split: SplitSpec,
+    progress: bool,
+    channels: list[dict[str, Any]],
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
@@ -67,6 +76,12 @@ def _run_training(
     data = load_source(source)
     splits = split_dataset(data, split.val_fraction, split.test_fraction, split.seed)
     log.info("data: %s; split sizes %s", source.describe(), {k: len(v) for k, v in splits.indices.items()})
+    n_inputs = int(data.sequences[0].shape[1])
+    if len(channels) != n_inputs or config.architecture.input_size != n_inputs:
+        raise ValueError(
+            f"the data have {n_inputs} channels, the config's input_size is {config.architecture.input_size} "
+            f"and the channel set names {len(channels)} ({', '.join(c['name'] for c in channels)})"
+        )
     max_len = config.data_processing.sequence_length
     train_ds, val_ds = to_dataset(splits.train, max_len), to_dataset(splits.val, max_len)
 
@@ -103,7 +118,10 @@ def _run_training(
         "training": training_summary,
         "validation": val_metrics,
         "test": {k: test_result["lstm"][k] for k in ("auc_roc", "auc_pr", "f1", "precision", "recall")},
-        "channels": ["casting_speed", "mold_temperature", "mold_level", "cooling_water_flow", "superheat"],
+        "channels": [{"name": c["name"], "unit": c.get("unit")} for c in channels],
+        "class_names": ["0", "1"],
+        "data_summary": {"source": source.describe(), "castings": len(data), "prevalence": float(data.labels.mean()),
+                         "split_sizes": {k: int(len(v)) for k, v in splits.indices.items()}},
     }
     info = save_checkpoint(out / "model.pt", model, normalization=model.get_normalization(), metadata=metadata)
     metrics = {

@@ -60,3 +60,55 @@ def plot_roc_pr(labels: np.ndarray, curves: dict[str, np.ndarray], path: str | P
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)
+
+
+def plot_evaluation(
+    result: dict, labels: np.ndarray, probs_by_role: dict[str, dict[str, np.ndarray]], path: str | Path
+) -> Path:
+    """Binary: reliability (calibration) curves and ROC of every scorer; multi-class: confusion matrices.
+
+    ``probs_by_role`` is ``{"current": {"LSTM": p, "summary-stats baseline": p}, "candidate": {...}}``.
+    """
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    scorers = {
+        (name if role == "current" and "candidate" not in probs_by_role else f"{role}: {name}"): p
+        for role, by_name in probs_by_role.items()
+        for name, p in by_name.items()
+    }
+    if result["task"] == "binary":
+        fig, (ax_rel, ax_roc) = plt.subplots(1, 2, figsize=(10, 4.2))
+        bins = int(min(10, max(3, len(labels) // 20)))
+        for name, p in scorers.items():
+            frac, mean_pred = calibration_curve(labels, p, n_bins=bins, strategy="quantile")
+            ax_rel.plot(mean_pred, frac, marker="o", ms=3, label=name)
+            if len(np.unique(labels)) == 2:
+                fpr, tpr, _ = roc_curve(labels, p)
+                ax_roc.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(labels, p):.3f})")
+        ax_rel.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfectly calibrated")
+        ax_rel.set(xlabel="mean predicted probability", ylabel="observed defect rate",
+                   title=f"Reliability ({bins} quantile bins)")  # fmt: skip
+        ax_roc.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax_roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        for ax in (ax_rel, ax_roc):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    else:
+        names = result["class_names"]
+        fig, axes = plt.subplots(1, len(scorers), figsize=(4.2 * len(scorers), 4), squeeze=False)
+        for ax, (name, p) in zip(axes[0], scorers.items(), strict=True):
+            from sklearn.metrics import ConfusionMatrixDisplay
+
+            ConfusionMatrixDisplay.from_predictions(
+                labels, p.argmax(axis=1), labels=list(range(len(names))), display_labels=names, ax=ax,
+                colorbar=False, xticks_rotation=45,
+            )  # fmt: skip
+            acc = float(np.mean(p.argmax(axis=1) == labels))
+            ax.set_title(f"{name}\naccuracy {acc:.3f}", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)

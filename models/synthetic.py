@@ -1,8 +1,8 @@
 """Synthetic continuous-casting sensor data whose defects are written into the signals.
 
-Each casting is a ``[T, 5]`` float32 array at 1 Hz (T in 100..500) in raw physical units, channel order
-as in DESIGN.md: casting_speed (m/min), mold_temperature (°C), mold_level (mm), cooling_water_flow
-(L/min), superheat (°C). Values always stay inside the hard limits of that table.
+Each casting is a ``[T, 5]`` float32 array at 1 Hz (T in 100..500) in raw physical units, in the order of
+the default line's channels: casting speed (m/min), mold temperature (°C), mold level (mm), cooling water
+flow (L/min), superheat (°C). Values always stay inside the hard limits (``HARD_LIMITS``).
 
 Signal model: a per-casting operating point, slow Ornstein-Uhlenbeck drifts, white sensor noise and
 couplings (speed changes disturb the mold level; less cooling water warms the mold; superheat warms
@@ -31,10 +31,18 @@ the superheat during the surge); the label is a Bernoulli draw from it (prevalen
 ``oracle_auc`` is the AUC of the latent risk itself: the best any model can do on a dataset.
 
 Casting ``i`` of ``generate_castings(n, seed)`` does not depend on ``n`` (one child seed per casting).
+
+Any channel set (``channels=``, 1..64 `SignalChannel`s, as a plant config names them): the five process
+signals above are *roles*, given by position to the first five channels (a channel whose limits are the
+role's own gets the signal unchanged, others get it mapped linearly onto their limits); channels beyond
+the fifth carry plain process noise (slow drift plus white noise inside their limits) from a random
+stream of their own. So the defect mechanisms live on the first channels, the rest is noise a model
+must learn to ignore, and the default five-channel output is bit-identical with or without ``channels``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,9 +50,11 @@ import numpy as np
 from scipy.signal import lfilter
 
 __all__ = [
-    "CHANNELS",
     "HARD_LIMITS",
+    "MAX_CHANNELS",
     "NOMINAL",
+    "ROLES",
+    "SignalChannel",
     "SyntheticCastings",
     "generate_casting",
     "generate_castings",
@@ -53,7 +63,9 @@ __all__ = [
     "save_dataset",
 ]
 
-CHANNELS = ("casting_speed", "mold_temperature", "mold_level", "cooling_water_flow", "superheat")
+# the generator's own physics: five signal roles in this column order, with nominal values and hard limits
+ROLES = ("speed", "temperature", "level", "flow", "superheat")
+MAX_CHANNELS = 64
 NOMINAL = np.array([1.2, 1520.0, 150.0, 200.0, 25.0])
 HARD_LIMITS = np.array([[0.5, 2.5], [1400.0, 1650.0], [100.0, 200.0], [100.0, 300.0], [10.0, 50.0]])
 _SAFE_LIMITS = HARD_LIMITS + np.array([0.01, -0.01]) * (HARD_LIMITS[:, 1:] - HARD_LIMITS[:, :1])
@@ -65,6 +77,15 @@ _LOOKALIKES = ("drop_then_excursion", "surge_normal_superheat", "dip_without_sur
 _SINGLES = ("excursion", "drop", "cooling", "surge")
 _SLOT_S = 80
 _BIAS, _WEIGHTS = -5.0, np.array([8.5, 8.5, 7.5])
+
+
+@dataclass(frozen=True)
+class SignalChannel:
+    """One channel to generate: a name and hard limits (``low < high``) the values stay inside."""
+
+    name: str
+    low: float
+    high: float
 
 
 @dataclass
@@ -263,20 +284,72 @@ def generate_casting(rng: np.random.Generator) -> tuple[np.ndarray, float, np.nd
     return values.astype(np.float32), float(risk), mech, mech_span
 
 
-def generate_castings(n: int, seed: int = 0) -> SyntheticCastings:
-    """``n`` castings, deterministic from ``seed``; labels ~ Bernoulli(latent risk)."""
+def _check_channels(channels: Sequence[SignalChannel]) -> None:
+    if not 1 <= len(channels) <= MAX_CHANNELS:
+        raise ValueError(f"between 1 and {MAX_CHANNELS} channels, got {len(channels)}")
+    names = [c.name for c in channels]
+    if len(set(names)) != len(names):
+        raise ValueError(f"channel names must be unique: {names}")
+    for c in channels:
+        if not c.low < c.high:
+            raise ValueError(f"channel {c.name}: low {c.low} must be below high {c.high}")
+
+
+def _noise_channel(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
+    """Plain process noise inside [low, high]: an operating point, a slow drift and sensor noise."""
+    width = high - low
+    level = low + width * rng.uniform(0.4, 0.6)
+    return level + _ou(rng, n, rng.uniform(30.0, 120.0), 0.03 * width) + rng.normal(0.0, 0.01 * width, n)
+
+
+def map_channels(values: np.ndarray, channels: Sequence[SignalChannel], noise_rng: np.random.Generator) -> np.ndarray:
+    """The five role columns of ``values`` (T, 5) onto ``channels``: (T, len(channels)) float32."""
+    n = len(values)
+    out = np.empty((n, len(channels)), dtype=np.float32)
+    for j, channel in enumerate(channels):
+        limits = np.array([channel.low, channel.high])
+        if j < len(ROLES):
+            role_low, role_high = HARD_LIMITS[j]
+            if channel.low == role_low and channel.high == role_high:
+                out[:, j] = values[:, j]  # the role's own limits: the signal as generated, bit for bit
+                continue
+            column = channel.low + (values[:, j].astype(np.float64) - role_low) * (
+                (channel.high - channel.low) / (role_high - role_low))
+        else:
+            column = _noise_channel(noise_rng, n, channel.low, channel.high)
+        safe = limits + np.array([0.01, -0.01]) * (channel.high - channel.low)
+        out[:, j] = np.clip(column, safe[0], safe[1])
+    return out
+
+
+def generate_castings(
+    n: int, seed: int = 0, channels: Sequence[SignalChannel] | None = None
+) -> SyntheticCastings:
+    """``n`` castings, deterministic from ``seed``; labels ~ Bernoulli(latent risk).
+
+    ``channels``: the channel set to produce (see the module docstring); None: the five role signals.
+    """
     if n < 0:
         raise ValueError("n must be >= 0")
+    if channels is not None:
+        _check_channels(channels)
     children = np.random.SeedSequence(seed).spawn(n)
     sequences, risks, mechs, labels = [], np.zeros(n), np.zeros((n, 3)), np.zeros(n, dtype=np.int64)
     spans = np.full((n, 2), np.nan)
     for i, child in enumerate(children):
         rng = np.random.default_rng(child)
         values, risk, mech, span = generate_casting(rng)
+        if channels is not None:
+            # a stream of its own, so the role signals and labels stay those of the default set
+            noise_rng = np.random.default_rng(np.random.SeedSequence(child.entropy, spawn_key=(*child.spawn_key, 1)))
+            values = map_channels(values, channels, noise_rng)
         sequences.append(values)
         risks[i], mechs[i], spans[i] = risk, mech, span
         labels[i] = int(rng.random() < risk)
-    return SyntheticCastings(sequences, labels, risks, mechs, seed, {"generator": "models.synthetic/v1"}, spans)
+    meta: dict = {"generator": "models.synthetic/v1"}
+    if channels is not None:
+        meta["channels"] = [c.name for c in channels]
+    return SyntheticCastings(sequences, labels, risks, mechs, seed, meta, spans)
 
 
 def oracle_auc(data: SyntheticCastings) -> float:
@@ -291,7 +364,8 @@ def save_dataset(data: SyntheticCastings, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lengths = data.lengths
-    values = np.concatenate(data.sequences, axis=0) if len(data) else np.zeros((0, 5), np.float32)
+    names = data.meta.get("channels") or ROLES
+    values = np.concatenate(data.sequences, axis=0) if len(data) else np.zeros((0, len(names)), np.float32)
     np.savez_compressed(
         path,
         values=values,
@@ -301,7 +375,7 @@ def save_dataset(data: SyntheticCastings, path: str | Path) -> Path:
         mechanisms=data.mechanisms,
         seed=np.array(-1 if data.seed is None else data.seed),
         spans=np.full((len(data), 2), np.nan) if data.spans is None else data.spans,
-        channels=np.array(CHANNELS),
+        channels=np.array(names),
     )
     return path
 

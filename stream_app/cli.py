@@ -131,7 +131,8 @@ def worker(config_path: Path | None, datadir: Path | None) -> None:
               help="Share of extra malformed messages to inject (0..1), for dead-letter drills.")
 @click.option("--seed", default=0, show_default=True, help="Generator seed (castings and bad messages).")
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Produce castings from a dataset file (written by the model's generator) instead.")
+              help="Produce these castings instead: a readings file (.parquet/.csv, the dataset format, its "
+                   "own casting ids) or a generator NPZ.")
 @click.option("--prefix", default=None, help="Casting id prefix (default: SIM-<time>, unique per run).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, dataset, prefix, no_progress) -> None:
@@ -148,7 +149,8 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
         raise click.BadParameter("must lie in 0..1", param_hint="--bad-share")
     cfg = load_config(config_path)
     prefix = prefix or time.strftime("SIM-%Y%m%d%H%M%S")
-    items = load_castings(count=castings, seed=seed, prefix=prefix, dataset=dataset)
+    items = load_castings(count=castings, seed=seed, prefix=prefix, channels=cfg.validation.channels,
+                          dataset=dataset)
     summary = run_simulation(cfg, items, strands=strands, rate_per_s=rate or None, chunk_size=chunk_size,
                              bad_share=bad_share, seed=seed, progress=not no_progress)
     click.echo(f"produced {summary.castings} castings ({summary.readings} readings in {summary.messages} messages, "
@@ -163,15 +165,18 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
 @click.option("--output-topic", default=None, help="Predictions topic (default: <predictions>.replay).")
 @click.option("--deadletter-topic", default=None, help="Dead-letter topic (default: <deadletter>.replay).")
 @click.option("--app-id", default=None, help="Replay's own id, hence Redis prefix (default: <app_id>-replay-<time>).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Backtest a candidate model instead of model.checkpoint; its predictions go to "
+                   "<predictions>.replay-<its version> unless --output-topic says otherwise.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no_progress) -> None:
+def replay(config_path, start, until, output_topic, deadletter_topic, app_id, checkpoint, no_progress) -> None:
     """Re-score a historical sensor topic without touching the live worker's state."""
     import asyncio
     import time
 
     from stream_app.config import load_config
     from stream_app.runtime.replay import run_replay
-    from stream_app.service.model_runner import Scorer
+    from stream_app.service.model_runner import load_scorer
     from stream_app.tools.progress import ReplayProgress
 
     base = load_config(config_path)
@@ -179,7 +184,10 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
     if app_id == base.app_id:
         raise click.BadParameter("must differ from the live worker's app_id", param_hint="--app-id")
     cfg = base.model_copy(update={"app_id": app_id})
-    scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
+    scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)  # refuses a model of other channels
+    if checkpoint is not None:  # a candidate's backtest never mixes with the current model's
+        output_topic = output_topic or f"{cfg.topics.predictions}.replay-{scorer.version}"
+        deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay-{scorer.version}"
     progress = ReplayProgress(enabled=not no_progress)
     try:
         summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
@@ -188,6 +196,7 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, no
         progress.close()
     for line in summary.lines():
         click.echo(line)
+    click.echo(f"model {scorer.version} -> {output_topic or cfg.topics.predictions + '.replay'}")
 
 
 @cli.command()
@@ -249,6 +258,9 @@ def _register_optional_commands() -> None:
     else:
         cli.add_command(train)
         cli.add_command(evaluate)
+    from stream_app.cli_dataset import dataset
+
+    cli.add_command(dataset)
 
 
 _register_optional_commands()

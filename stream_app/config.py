@@ -101,13 +101,16 @@ class RedisConfig(_Section):
 
 
 class ChannelLimits(_Section):
-    name: str
+    # a column name in dataset files too, beside `casting_id` and `step`
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
     unit: str
     min: float
     max: float
 
     @model_validator(mode="after")
     def _ordered(self) -> ChannelLimits:
+        if self.name in ("casting_id", "step"):
+            raise ValueError(f"channel name {self.name!r} is reserved for the dataset file's key columns")
         if not self.min < self.max:
             raise ValueError(f"channel {self.name}: min must be below max")
         return self
@@ -125,10 +128,20 @@ def _default_channels() -> list[ChannelLimits]:
 
 
 class ValidationConfig(_Section):
-    channels: list[ChannelLimits] = Field(default_factory=_default_channels)
+    # the one list of the line's channels (feature order): parser, windows, simulator, dataset, model
+    channels: list[ChannelLimits] = Field(default_factory=_default_channels, min_length=1, max_length=64)
     min_steps: int = Field(100, ge=1)
     max_steps: int = Field(500, ge=1)
     max_message_bytes: int = Field(262_144, ge=256)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_names(cls, channels: list[ChannelLimits]) -> list[ChannelLimits]:
+        names = [c.name for c in channels]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"channel names must be unique; repeated: {', '.join(repeated)}")
+        return channels
 
     @model_validator(mode="after")
     def _steps_ordered(self) -> ValidationConfig:
@@ -160,7 +173,8 @@ class ModelConfig(_Section):
     # "checkpoint": the decision threshold stored with the model (chosen on validation data), 0.5 if none
     threshold: Literal["checkpoint"] | float = "checkpoint"
     torch_threads: int | None = Field(None, ge=1)
-
+    # live swap: the worker checks the checkpoint file this often and serves a new one between batches; 0: never
+    watch_interval_s: float = Field(2.0, ge=0)
 
     @field_validator("threshold")
     @classmethod

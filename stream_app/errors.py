@@ -7,7 +7,10 @@
     │                      certificate, TLS or not): never retried as an outage; names the setting
     ├── DevstackError      the local Kafka/Redis stack could not be started or stopped
     ├── ModelLoadError     the checkpoint is missing or unreadable
+    │   └── CheckpointMismatchError  it was trained on other channels (or another input size / head) than
+    │                                the config names
     ├── ReplayError        a replay could not start (bad time, missing topic)
+    ├── SimulationError    the simulator cannot produce what was asked (a dataset with other channels)
     └── RejectedInput      a message or window that goes to the dead-letter topic (carries `reason`)
 
 The root and `ConfigError` are defined in ``models/errors.py`` because the model package, which never
@@ -22,12 +25,14 @@ from __future__ import annotations
 from models.errors import CastingDefectError, ConfigError
 
 __all__ = [
+    "CheckpointMismatchError",
     "ConfigError",
     "ConnectionSettingsError",
     "DevstackError",
     "ModelLoadError",
     "RejectedInput",
     "ReplayError",
+    "SimulationError",
     "StreamAppError",
 ]
 
@@ -47,6 +52,14 @@ class DevstackError(StreamAppError):
 
 class ModelLoadError(StreamAppError):
     """The model checkpoint could not be loaded."""
+
+
+class CheckpointMismatchError(ModelLoadError):
+    """The checkpoint does not fit the configured channel set (names, order, count) or the service."""
+
+
+class SimulationError(StreamAppError):
+    """The simulator cannot produce what was asked."""
 
 
 class ReplayError(StreamAppError):

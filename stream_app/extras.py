@@ -13,7 +13,7 @@ from stream_app.errors import StreamAppError
 #: extra -> the import names it provides (pyproject.toml, [project.optional-dependencies])
 EXTRAS: dict[str, tuple[str, ...]] = {
     "simulate": ("scipy",),  # the synthetic casting generator (simulate, demo, chaos)
-    "train": ("sklearn", "scipy", "matplotlib"),  # train, evaluate, plots, baseline
+    "train": ("sklearn", "scipy", "matplotlib", "pyarrow"),  # train, evaluate, plots, baseline, dataset files
     "uea": ("sktime",),
 }
 

@@ -55,10 +55,11 @@ class TestSteelDefectLSTM:
         assert out_np.shape == (4,)
         torch.testing.assert_close(out_np, out_t)
 
+    @pytest.mark.parametrize("conv", [{}, {"conv_channels": 6}, {"conv_channels": 6, "conv_layers": 3}])
     @pytest.mark.parametrize("bidirectional", [False, True])
     @pytest.mark.parametrize("num_layers", [1, 2])
-    def test_padding_never_changes_a_result(self, make_model, bidirectional, num_layers):
-        model = make_model(bidirectional=bidirectional, num_layers=num_layers)
+    def test_padding_never_changes_a_result(self, make_model, bidirectional, num_layers, conv):
+        model = make_model(bidirectional=bidirectional, num_layers=num_layers, **conv)
         rng = np.random.default_rng(1)
         seqs = [rng.normal(size=(n, 5)).astype(np.float32) for n in (7, 30, 18)]
         padded = np.zeros((3, 30, 5), np.float32)

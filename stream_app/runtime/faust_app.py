@@ -3,7 +3,8 @@
 Stages return what must happen; this module sends it (`FaustOutputs`), acknowledges, and records the
 metrics, so control flows one way: records -> stage -> outcome -> sends -> commit/ack.
 Its parts: the ingest loop (`IngestLoop`, a plain aiokafka consumer group run as an app task; see its
-module for why), the scoring agent, the abandonment sweep (timer) and the readiness probe.
+module for why), the scoring agent, the abandonment sweep (timer), the checkpoint watch (timer; see
+`model_swap`) and the readiness probe.
 
 The ingest loop commits a fetch's offsets only after its scoring requests and dead letters are acknowledged
 by the broker. The scoring agent takes micro-batches with `noack_take`, keeps two in flight
@@ -33,6 +34,7 @@ from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis, faust_broker_credentials
 from stream_app.runtime.ingest_loop import IngestLoop
 from stream_app.runtime.metrics import Metrics
+from stream_app.runtime.model_swap import FileSignature, ModelWatcher
 from stream_app.runtime.outages import Dependency, RetryingWindowStore, is_outage, quiet_client_loggers
 from stream_app.runtime.scoring_pipeline import ScoringPipeline
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
@@ -63,6 +65,7 @@ class WorkerPipeline:
     redis: Dependency
     kafka: Dependency
     running: set[str] = field(default_factory=set)  # the loops that have started: ingest, scoring
+    checkpoint_signature: FileSignature = None  # of the file the serving model was loaded from
 
     def health(self) -> dict:
         """What `/health` answers: ready when both dependencies answer and both loops run."""
@@ -81,7 +84,10 @@ def dependency(name: str, cfg: StreamConfig, metrics: Metrics) -> Dependency:
                                   outage_seconds=metrics.outage_seconds.labels(name))
 
 
-def build_pipeline(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> WorkerPipeline:
+def build_pipeline(
+    cfg: StreamConfig, scorer: Scorer, metrics: Metrics, checkpoint_signature: FileSignature = None
+) -> WorkerPipeline:
+    """`checkpoint_signature`: `model_swap.file_signature` of the checkpoint, taken before it was loaded."""
     store = RedisWindowStore(create_redis(cfg.redis), cfg.redis_prefix, cfg.redis.key_ttl_s)
     redis, kafka = dependency("redis", cfg, metrics), dependency("kafka", cfg, metrics)
     patient = RetryingWindowStore(store, redis)
@@ -98,6 +104,7 @@ def build_pipeline(cfg: StreamConfig, scorer: Scorer, metrics: Metrics) -> Worke
         patient_store=patient,
         redis=redis,
         kafka=kafka,
+        checkpoint_signature=checkpoint_signature,
     )
 
 
@@ -214,6 +221,15 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
             await close_abandoned(pipeline.patient_store, letters)
             metrics.deadletters.labels("incomplete").inc(len(letters))
         metrics.open_castings.set(await pipeline.patient_store.open_count())
+
+    if cfg.model.watch_interval_s > 0:
+        watcher = ModelWatcher(cfg, pipeline.scoring, metrics, signature=pipeline.checkpoint_signature)
+
+        @app.timer(interval=cfg.model.watch_interval_s)
+        async def watch_model() -> None:
+            await watcher.check()
+    else:
+        metrics.set_model(pipeline.scoring.scorer.version)
 
     @app.task
     async def probe() -> None:

@@ -90,6 +90,21 @@ class Metrics:
             "casting_end_to_end_latency_seconds", "End marker consumed -> prediction produced",
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
+        self.model_swaps = Counter(
+            "casting_model_swaps_total",
+            "New checkpoint files seen at model.checkpoint: swapped in, or refused (the old model kept serving)",
+            ["outcome"], registry=r,
+        )
+        for outcome in ("swapped", "refused"):
+            self.model_swaps.labels(outcome)
+        self.model_info = Gauge(
+            "casting_model_info", "1 for the model version that scores now", ["version"], registry=r
+        )
+
+    def set_model(self, version: str) -> None:
+        """The serving model's version (the gauge keeps one series at 1)."""
+        self.model_info.clear()
+        self.model_info.labels(version).set(1)
 
     def record_ingest(self, outcome: IngestOutcome) -> None:
         """What one ingest batch did (the stage returns it; the loop that ran the batch records it)."""

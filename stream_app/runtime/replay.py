@@ -18,11 +18,13 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
@@ -91,7 +93,7 @@ async def plan_replay(
 ) -> ReplayPlan:
     if topic not in await consumer.topics():  # checked first: a metadata request for it could create it
         raise ReplayError(f"topic {topic!r} does not exist")
-    partitions = await producer.partitions_for(topic)
+    partitions = await producer.partitions_for(topic)  # public, and waits for the metadata (the consumer's does not)
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     beginning = await consumer.beginning_offsets(tps)
     end = await consumer.end_offsets(tps)
@@ -128,6 +130,82 @@ async def keys_before_start(consumer: AIOKafkaConsumer, plan: ReplayPlan, batch:
     return keys
 
 
+@dataclass
+class HistoryRead:
+    """What `read_history` saw: records read in the bounds, castings skipped as begun before `--from`."""
+
+    records: int = 0
+    started_before_from: int = 0
+
+
+async def read_history(
+    cfg: StreamConfig,
+    *,
+    start: str,
+    until: str | None,
+    handle: Callable[[list[SourceRecord]], Awaitable[None]],
+    on_read: Callable[[int, int], None] | None = None,
+    producer: AIOKafkaProducer | None = None,
+) -> HistoryRead:
+    """Feed the sensor topic between `start` and `until` (default: the end offsets seen now) to `handle`, one
+    fetch at a time, in partition order, leaving out castings that began before `start`. `on_read(done,
+    total)` follows the records read. `producer` (started) answers the partition metadata; None: one of its own.
+    The replay and the dataset builder both read history through this."""
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+    read = HistoryRead()
+    own_producer = AIOKafkaProducer(**aiokafka_kwargs(cfg.kafka)) if producer is None else None
+    try:
+        await consumer.start()
+        if own_producer is not None:
+            await own_producer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        if own_producer is not None:
+            await own_producer.stop()
+        raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
+                          f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
+    try:
+        plan = await plan_replay(consumer, producer or own_producer, cfg.topics.sensors, start, until,
+                                 cfg.window.abandon_after_s)
+        active = {tp for tp in plan.start if plan.start[tp] < plan.stop[tp]}
+        if plan.start:
+            consumer.assign(list(plan.start))
+        began_before = await keys_before_start(consumer, plan, cfg.batching.ingest_take_size)
+        skipped: set[bytes] = set()
+        for tp, offset in plan.start.items():
+            consumer.seek(tp, offset)
+        log.info("reading %d records of %s", plan.total, cfg.topics.sensors)
+        report = on_read or (lambda done, total: None)
+        report(0, plan.total)
+        while active:
+            batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
+            records = []
+            fetched = 0
+            for tp, messages in batches.items():
+                for m in messages:
+                    if m.offset >= plan.stop[tp]:
+                        continue
+                    fetched += 1
+                    if m.key in began_before:
+                        skipped.add(m.key)
+                        continue
+                    records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
+            for tp in list(active):
+                if await consumer.position(tp) >= plan.stop[tp]:
+                    active.discard(tp)
+            read.started_before_from = len(skipped)
+            if records:
+                await handle(records)
+            read.records += fetched
+            report(read.records, plan.total)
+    finally:
+        await consumer.stop()
+        if own_producer is not None:
+            await own_producer.stop()
+    return read
+
+
 async def run_replay(
     cfg: StreamConfig,
     scorer: Scorer,
@@ -148,52 +226,35 @@ async def run_replay(
     ingest = IngestStage(MessageParser(cfg.validation), store)
     threshold = scorer.threshold(cfg.model.threshold)
     scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size)
-    kafka = aiokafka_kwargs(cfg.kafka)
-    consumer = AIOKafkaConsumer(**kafka, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    producer = AIOKafkaProducer(**kafka, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024)
+    producer = AIOKafkaProducer(**aiokafka_kwargs(cfg.kafka), acks="all", linger_ms=5,
+                                max_request_size=4 * 1024 * 1024)
     summary = ReplaySummary()
+    report = on_progress or (lambda done, total, summary: None)
     began = time.monotonic()
-    await consumer.start()
-    await producer.start()
+    await check_redis(redis)
     try:
-        plan = await plan_replay(consumer, producer, cfg.topics.sensors, start, until, cfg.window.abandon_after_s)
-        active = {tp for tp in plan.start if plan.start[tp] < plan.stop[tp]}
-        consumer.assign(list(plan.start))
-        began_before = await keys_before_start(consumer, plan, cfg.batching.ingest_take_size)
-        skipped: set[bytes] = set()
-        for tp, offset in plan.start.items():
-            consumer.seek(tp, offset)
-        log.info("replaying %d records of %s into %s", plan.total, cfg.topics.sensors, predictions_topic)
-        report = on_progress or (lambda done, total, summary: None)
-        report(0, plan.total, summary)
-        while active:
-            batches = await consumer.getmany(*active, timeout_ms=1000, max_records=cfg.batching.ingest_take_size)
-            records = []
-            read = 0
-            for tp, messages in batches.items():
-                for m in messages:
-                    if m.offset >= plan.stop[tp]:
-                        continue
-                    read += 1
-                    if m.key in began_before:
-                        skipped.add(m.key)
-                        continue
-                    records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
-            for tp in list(active):
-                if await consumer.position(tp) >= plan.stop[tp]:
-                    active.discard(tp)
-            summary.started_before_from = len(skipped)
-            if records:
-                await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic,
-                               summary)
-            summary.records += read
-            report(summary.records, plan.total, summary)
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        await redis.aclose()
+        raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
+                          f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
+    try:
+        log.info("replaying %s into %s with model %s", cfg.topics.sensors, predictions_topic, scorer.version)
+
+        async def handle(records: list[SourceRecord]) -> None:
+            await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary)
+
+        def on_read(done: int, total: int) -> None:
+            summary.records = done
+            report(done, total, summary)
+
+        read = await read_history(cfg, start=start, until=until, handle=handle, on_read=on_read, producer=producer)
+        summary.records, summary.started_before_from = read.records, read.started_before_from
         summary.open_at_stop = await store.open_count()
     finally:
         summary.seconds = time.monotonic() - began
-        await _delete_prefix(redis, cfg.redis_prefix)
-        await consumer.stop()
+        await delete_prefix(redis, cfg.redis_prefix)
         await producer.stop()
         await redis.aclose()
     return summary
@@ -220,7 +281,16 @@ async def _process(records, ingest, scoring, store, producer, predictions_topic,
     await asyncio.gather(*pending)
 
 
-async def _delete_prefix(redis, prefix: str) -> None:
+async def check_redis(redis) -> None:
+    """A bounded job fails at once, with a plain message, when Redis does not answer (the worker waits instead)."""
+    try:
+        await redis.ping()
+    except RedisError as exc:
+        await redis.aclose()
+        raise ReplayError(f"Redis does not answer (redis.url): {exc}") from None
+
+
+async def delete_prefix(redis, prefix: str) -> None:
     keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
     for i in range(0, len(keys), 1000):
         await redis.delete(*keys[i : i + 1000])

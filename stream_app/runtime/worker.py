@@ -22,7 +22,8 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
 
     from stream_app.runtime.faust_app import build_pipeline, create_app
     from stream_app.runtime.metrics import Metrics
-    from stream_app.service.model_runner import Scorer
+    from stream_app.runtime.model_swap import file_signature
+    from stream_app.service.model_runner import load_scorer
 
     # until faust's worker takes the signals over: a SIGTERM during start-up (model load, waiting for
     # the broker) is a clean stop, nothing is in flight yet
@@ -32,10 +33,11 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     check_connections(cfg)
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
-    scorer = Scorer.from_checkpoint(cfg.model.checkpoint, cfg.model.device, cfg.model.precision)
+    signature = file_signature(cfg.model.checkpoint)  # before loading: a file replaced meanwhile is swapped in
+    scorer = load_scorer(cfg.model, cfg.validation.channels)  # refuses a model of other channels
     ensure_topics(cfg)
     metrics = Metrics()
-    pipeline = build_pipeline(cfg, scorer, metrics)
+    pipeline = build_pipeline(cfg, scorer, metrics, checkpoint_signature=signature)
     port = metrics.serve(cfg.metrics.port, cfg.metrics.host, health=pipeline.health)
     log.info("metrics on http://%s:%d/metrics, readiness on /health", cfg.metrics.host, port)
     app = create_app(pipeline, datadir=datadir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from stream_app.errors import ModelLoadError
+from stream_app.config import ChannelLimits, ModelConfig
+from stream_app.errors import CheckpointMismatchError, ModelLoadError
 
 if TYPE_CHECKING:
     from models.lstm_model import SteelDefectLSTM
@@ -56,7 +58,11 @@ class Scorer:
         metadata: dict | None = None,
     ) -> None:
         if getattr(model, "num_classes", 1) != 1:
-            raise ModelLoadError("the service scores defect probability: the checkpoint must have num_classes=1")
+            raise CheckpointMismatchError(
+                f"the checkpoint is a {model.num_classes}-class model; the service publishes one defect "
+                "probability per casting, so it scores binary (num_classes=1) checkpoints only "
+                "(evaluate multi-class models offline with `stream-app evaluate`)"
+            )
         # float32 sums come out a bit different depending on which other castings share the batch;
         # in float64 those differences sit far below the 7 decimals a prediction carries.
         self.model = model.to(device=device, dtype=dtype).eval()
@@ -111,3 +117,55 @@ class Scorer:
         for row, i in enumerate(order):
             scores[i] = Score(float(probabilities[row]), attention[row, : lengths[i]].copy())
         return scores  # type: ignore[return-value]
+
+
+def _describe(channels: Sequence[dict]) -> str:
+    return "[" + ", ".join(f"{c['name']} ({c['unit']})" if c.get("unit") else str(c["name"]) for c in channels) + "]"
+
+
+def check_fits(scorer: Scorer, channels: Sequence[ChannelLimits], path: Path | str = "the checkpoint") -> None:
+    """Refuse a model that was not trained on the configured channel set: the same names, in the same
+    order, with the same units where the checkpoint records them. The error lists both sets."""
+    from models.checkpoint import checkpoint_channels
+
+    configured = [{"name": c.name, "unit": c.unit} for c in channels]
+    if scorer.metadata.get("channels"):
+        try:
+            recorded = checkpoint_channels({"metadata": scorer.metadata})
+        except ValueError as exc:
+            raise CheckpointMismatchError(f"{path}: {exc}") from None
+    else:  # written before checkpoints recorded their channels
+        recorded = []
+    if not recorded:
+        if scorer.n_channels != len(configured):
+            raise CheckpointMismatchError(
+                f"{path} takes {scorer.n_channels} channels; validation.channels names {len(configured)}: "
+                f"{_describe(configured)}"
+            )
+        log.warning("%s records no channel names; only the channel count (%d) could be checked", path,
+                    scorer.n_channels)
+        return
+    names_differ = [c["name"] for c in recorded] != [c["name"] for c in configured]
+    units_differ = any(r.get("unit") not in (None, c["unit"]) for r, c in zip(recorded, configured, strict=False))
+    if names_differ or units_differ or len(recorded) != scorer.n_channels:
+        if names_differ and sorted(c["name"] for c in recorded) == sorted(c["name"] for c in configured):
+            problem = "was trained on the same channels in another order"
+        elif names_differ:
+            problem = "was trained on other channels than the config names"
+        elif units_differ:
+            problem = "was trained on the same channels in other units"
+        else:
+            problem = f"records {len(recorded)} channels but its model takes {scorer.n_channels} inputs"
+        raise CheckpointMismatchError(
+            f"{path} {problem} (the window's columns must be the model's features, in order)\n"
+            f"  checkpoint ({len(recorded)}, model input {scorer.n_channels}): {_describe(recorded)}\n"
+            f"  validation.channels ({len(configured)}): {_describe(configured)}"
+        )
+
+
+def load_scorer(model_cfg: ModelConfig, channels: Sequence[ChannelLimits], path: Path | str | None = None) -> Scorer:
+    """The checkpoint at `path` (default `model.checkpoint`), loaded and checked against the channel set."""
+    path = Path(path if path is not None else model_cfg.checkpoint)
+    scorer = Scorer.from_checkpoint(path, model_cfg.device, model_cfg.precision)
+    check_fits(scorer, channels, path)
+    return scorer

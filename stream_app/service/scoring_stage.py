@@ -4,6 +4,9 @@ One Redis pipeline fetches every window (and any outcome already produced), the 
 per batch in a worker thread, and each outcome is stored before it is sent. A re-delivered request
 (crash after sending, before the offset commit) finds its stored outcome and re-sends those exact
 bytes, so duplicates are identical. The caller sends, waits for acks, then `finish`es the batch.
+
+`swap` replaces the model between batches: a batch takes the model (and its threshold) once, when its
+forward starts, so every casting of it is scored, and labelled with the version, of one whole model.
 """
 
 from __future__ import annotations
@@ -103,6 +106,47 @@ def prediction_payload(
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+async def fetch_windows(
+    store: WindowStore, requests: Sequence[ScoringRequest], n_channels: int, window_cfg: WindowConfig, started: float
+) -> PreparedBatch:
+    """Fetch the requested castings' windows in one round trip and assemble them (gaps filled), or find their
+    stored outcome. The worker's scoring and the dataset builder both take windows from here, so a window in
+    a dataset is bit for bit the one the worker scores."""
+    batch = PreparedBatch()
+    unique: dict[str, ScoringRequest] = {}
+    for request in requests:  # the same casting twice in one batch is scored once
+        unique.setdefault(request.casting_id, request)
+    ids = list(unique)
+    batch.outcome.casting_ids = ids
+    fetched = await store.fetch(ids)
+    for casting_id, (rows, stored) in zip(ids, fetched, strict=True):
+        request = unique[casting_id]
+        if stored is not None:
+            batch.outcome.stats.resent += 1
+            _route(batch.outcome, casting_id, stored)
+            continue
+        try:
+            window, gaps = assemble_window(rows, request.n_steps, n_channels, window_cfg)
+        except RejectedInput as error:
+            log.warning("casting %s rejected at scoring: %s: %s", casting_id, error.reason, error.detail)
+            letter = DeadLetter(error.reason, error.detail, request.source, casting_id.encode(),
+                                request.to_bytes(), casting_id)
+            batch.new_outcomes.append(
+                NewOutcome(casting_id, DEADLETTER + letter.to_bytes(started), error.reason, request.end_consumed_at)
+            )
+            continue
+        batch.to_score.append((request, window, gaps))
+        batch.outcome.stats.queue_delays_s.append(max(0.0, started - request.end_consumed_at))
+    return batch
+
+
+def _timed_score(scorer: Scorer, windows: list[np.ndarray]) -> tuple[list[Score], float]:
+    # timed in the scoring thread: with two batches in flight, one may wait there for the other
+    t0 = time.perf_counter()
+    scores = scorer.score(windows)
+    return scores, time.perf_counter() - t0
+
+
 class ScoringStage:
     def __init__(
         self,
@@ -117,10 +161,18 @@ class ScoringStage:
         self.store = store
         self.scorer = scorer
         self.window_cfg = window_cfg
-        self.threshold = threshold
+        self.threshold = threshold  # set together with `scorer` (see `swap`), on the event loop
         self.max_batch_size = max_batch_size
         self.executor = executor
         self.clock = clock
+
+    def swap(self, scorer: Scorer, threshold: float) -> None:
+        """Serve `scorer` from the next forward on (a batch already in its forward keeps the old one).
+        Call on the event loop; the new model must take the same channels (the windows are assembled for them)."""
+        if scorer.n_channels != self.scorer.n_channels:
+            raise ValueError(f"the new model takes {scorer.n_channels} channels, the windows have "
+                             f"{self.scorer.n_channels}")
+        self.scorer, self.threshold = scorer, threshold
 
     async def process(self, requests: Sequence[ScoringRequest]) -> ScoringOutcome:
         """One batch from start to stored outcomes (the replay's way; the worker pipelines the two halves)."""
@@ -128,33 +180,7 @@ class ScoringStage:
 
     async def prepare(self, requests: Sequence[ScoringRequest]) -> PreparedBatch:
         """The event-loop half: fetch the windows in one round trip and assemble them."""
-        batch = PreparedBatch()
-        unique: dict[str, ScoringRequest] = {}
-        for request in requests:  # the same casting twice in one batch is scored once
-            unique.setdefault(request.casting_id, request)
-        ids = list(unique)
-        batch.outcome.casting_ids = ids
-        started = self.clock()
-        fetched = await self.store.fetch(ids)
-        for casting_id, (rows, stored) in zip(ids, fetched, strict=True):
-            request = unique[casting_id]
-            if stored is not None:
-                batch.outcome.stats.resent += 1
-                _route(batch.outcome, casting_id, stored)
-                continue
-            try:
-                window, gaps = assemble_window(rows, request.n_steps, self.scorer.n_channels, self.window_cfg)
-            except RejectedInput as error:
-                log.warning("casting %s rejected at scoring: %s: %s", casting_id, error.reason, error.detail)
-                letter = DeadLetter(error.reason, error.detail, request.source, casting_id.encode(),
-                                    request.to_bytes(), casting_id)
-                batch.new_outcomes.append(
-                    NewOutcome(casting_id, DEADLETTER + letter.to_bytes(started), error.reason, request.end_consumed_at)
-                )
-                continue
-            batch.to_score.append((request, window, gaps))
-            batch.outcome.stats.queue_delays_s.append(max(0.0, started - request.end_consumed_at))
-        return batch
+        return await fetch_windows(self.store, requests, self.scorer.n_channels, self.window_cfg, self.clock())
 
     async def complete(self, batch: PreparedBatch) -> ScoringOutcome:
         """The model half: forward in the scoring thread, payloads, outcomes stored before anything is sent."""
@@ -162,14 +188,15 @@ class ScoringStage:
             batch_size = len(batch.to_score)
             loop = asyncio.get_running_loop()
             windows = [w for _, w, _ in batch.to_score]
-            scores, seconds = await loop.run_in_executor(self.executor, self._timed_score, windows)
+            scorer, threshold = self.scorer, self.threshold  # one model for the whole batch, even across a swap
+            scores, seconds = await loop.run_in_executor(self.executor, _timed_score, scorer, windows)
             batch.outcome.stats.scored_batch_size = batch_size
             batch.outcome.stats.inference_s = seconds
             now = self.clock()
             for (request, _window, gaps), score in zip(batch.to_score, scores, strict=True):
                 payload = prediction_payload(
-                    request, score.probability, score.attention, threshold=self.threshold,
-                    model_version=self.scorer.version, gaps_filled=gaps, batch_size=batch_size, now=now,
+                    request, score.probability, score.attention, threshold=threshold,
+                    model_version=scorer.version, gaps_filled=gaps, batch_size=batch_size, now=now,
                 )
                 stored = PREDICTION + payload
                 batch.new_outcomes.append(NewOutcome(request.casting_id, stored, None, request.end_consumed_at))
@@ -190,12 +217,6 @@ class ScoringStage:
                 _route(batch.outcome, new.casting_id, new.stored)
                 stats.latencies_s.append(max(0.0, now - new.end_consumed_at))
         return batch.outcome
-
-    def _timed_score(self, windows: list[np.ndarray]) -> tuple[list[Score], float]:
-        # timed in the scoring thread: with two batches in flight, one may wait there for the other
-        t0 = time.perf_counter()
-        scores = self.scorer.score(windows)
-        return scores, time.perf_counter() - t0
 
     async def finish(self, outcome: ScoringOutcome) -> None:
         """After the outcomes are acknowledged by the broker: free the windows."""

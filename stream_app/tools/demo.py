@@ -134,8 +134,9 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         strands = 4
         # ids name their strand (DEMO-<time>-S<strand>-<n>), as the simulator interleaves them, for the page
         prefix = time.strftime("DEMO-%H%M%S")
-        items = [Casting(f"{prefix}-S{i % strands + 1}-{i:05d}", c.values)
-                 for i, c in enumerate(load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=prefix))]
+        generated = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=prefix,
+                                  channels=cfg.validation.channels)
+        items = [Casting(f"{prefix}-S{i % strands + 1}-{i:05d}", c.values) for i, c in enumerate(generated)]
         ids = {c.casting_id for c in items}
         ready = threading.Event()
         follower = threading.Thread(target=_follow, args=(cfg, state, stop, ids, ready), daemon=True)

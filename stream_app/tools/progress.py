@@ -66,3 +66,28 @@ class ReplayProgress:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
             self._bar = None
+
+
+class ReadProgress:
+    """`on_read(done, total)` of a bounded read (the dataset builder): a bar started at the first call."""
+
+    def __init__(self, label: str, enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled
+        self._bar = None
+        self._advance: Advance | None = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._advance is None:
+            self._bar = progress_bar(self.label, total, "records")
+            self._advance = self._bar.__enter__()
+        self._advance(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from stream_app.config import ChannelLimits
+from stream_app.errors import SimulationError
 from stream_app.tools.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -109,19 +113,25 @@ class RateLimiter:
 
 # --------------------------------------------------------------------------- bad input, for demos and drills
 
-GOOD_ROW = [1.2, 1520.0, 150.0, 200.0, 25.0]
+def good_row(channels: Sequence[ChannelLimits]) -> list[float]:
+    """A valid reading: every channel at the middle of its limits."""
+    return [(c.min + c.max) / 2.0 for c in channels]
 
 
-def bad_messages(rng: np.random.Generator, tag: str) -> tuple[bytes, bytes, str]:
-    """One malformed record (key, value, the dead-letter reason it should get)."""
+def bad_messages(
+    rng: np.random.Generator, tag: str, channels: Sequence[ChannelLimits]
+) -> tuple[bytes, bytes, str]:
+    """One malformed record for the configured channel set (key, value, the dead-letter reason it should get)."""
     cid = f"BAD-{tag}"
+    row = good_row(channels)
+    too_high = [channels[0].max + (channels[0].max - channels[0].min), *row[1:]]
     options = [
         (b'{"type": "reading", "casting_id": ', "malformed_json"),
-        (json.dumps({"type": "reading", "casting_id": cid, "step": 1, "values": GOOD_ROW[:3]}).encode(),
+        (json.dumps({"type": "reading", "casting_id": cid, "step": 1, "values": [*row, row[0]]}).encode(),
          "wrong_channel_count"),
-        (json.dumps({"type": "reading", "casting_id": cid, "step": 1,
-                     "values": [1.2, 1999.0, 150.0, 200.0, 25.0]}).encode(), "out_of_limits"),
-        (f'{{"type":"reading","casting_id":"{cid}","step":1,"values":[NaN,1520,150,200,25]}}'.encode(), "non_finite"),
+        (json.dumps({"type": "reading", "casting_id": cid, "step": 1, "values": too_high}).encode(), "out_of_limits"),
+        (json.dumps({"type": "reading", "casting_id": cid, "step": 1, "values": [math.nan, *row[1:]]}).encode(),
+         "non_finite"),  # json writes NaN, as a careless producer would
         (end_message(cid, 200), "unknown_casting"),
     ]
     value, reason = options[int(rng.integers(len(options)))]
@@ -138,11 +148,28 @@ class SimulationSummary:
     casting_ids: list[str] | None = None
 
 
-def load_castings(*, count: int, seed: int, prefix: str, dataset: str | None = None) -> list[Casting]:
-    """Castings from the model's generator (deterministic from `seed`) or from a dataset file."""
-    from models.synthetic import generate_castings, load_dataset
+def load_castings(
+    *, count: int, seed: int, prefix: str, channels: Sequence[ChannelLimits], dataset: str | None = None
+) -> list[Casting]:
+    """Castings for the configured channel set: from the model's generator (deterministic from `seed`, ids
+    `<prefix>-00000`...), from a readings file in the dataset format (`.parquet`/`.csv`, long form, its own
+    casting ids: a plant's history played onto a test topic), or from a generator NPZ (`python -m
+    models.synthetic`), which must have as many channels."""
+    from models.synthetic import SignalChannel, generate_castings, load_dataset
 
-    data = load_dataset(dataset) if dataset else generate_castings(count, seed=seed)
+    if dataset and Path(dataset).suffix.lower() in (".parquet", ".csv"):
+        from models.dataset_file import read_readings
+
+        ids, sequences = read_readings(dataset, [c.name for c in channels])
+        picked = list(zip(ids, sequences, strict=True))[: count or None]
+        return [Casting(casting_id, np.asarray(values, dtype=np.float32)) for casting_id, values in picked]
+    if dataset:
+        data = load_dataset(dataset)
+        width = data.sequences[0].shape[1] if len(data) else len(channels)
+        if width != len(channels):
+            raise SimulationError(f"{dataset} holds {width} channels, the config names {len(channels)}")
+    else:
+        data = generate_castings(count, seed=seed, channels=[SignalChannel(c.name, c.min, c.max) for c in channels])
     sequences = data.sequences[:count] if count else data.sequences
     return [Casting(f"{prefix}-{i:05d}", np.asarray(seq, dtype=np.float32)) for i, seq in enumerate(sequences)]
 
@@ -183,7 +210,7 @@ def run_simulation(
             advance(n_readings)
             limiter.wait()
             if bad_share and rng.random() < bad_share:
-                bad_key, bad_value, _ = bad_messages(rng, f"{summary.messages}")
+                bad_key, bad_value, _ = bad_messages(rng, f"{summary.messages}", cfg.validation.channels)
                 producer.send(cfg.topics.sensors, key=bad_key, value=bad_value)
                 summary.bad_messages += 1
     producer.flush()

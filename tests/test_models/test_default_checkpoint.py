@@ -25,6 +25,18 @@ def test_default_checkpoint_is_small_and_loads_in_eval_mode():
     assert len(info["normalization"]["mean"]) == 5
 
 
+def test_default_checkpoint_records_the_default_channel_set_with_units():
+    """The worker compares this with the stream config's validation.channels (names, order, units)."""
+    from models.checkpoint import checkpoint_channels
+    from stream_app.config import load_config
+
+    _, info = load_checkpoint(DEFAULT_CHECKPOINT)
+    configured = [{"name": c.name, "unit": c.unit} for c in load_config(None, environ={}).validation.channels]
+    assert checkpoint_channels(info) == configured
+    assert info["metadata"]["class_names"] == ["0", "1"]
+    assert info["metadata"]["data_summary"]["castings"] == 8000
+
+
 def test_default_checkpoint_was_trained_with_the_product_config():
     """configs/lstm.yaml (what `stream-app train` reads) holds the shipped model's config, key for key."""
     _, info = load_checkpoint(DEFAULT_CHECKPOINT)

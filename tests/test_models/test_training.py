@@ -19,6 +19,7 @@ from models.metrics import binary_metrics, choose_threshold
 from models.pipeline import run_training
 from models.synthetic import generate_castings
 from models.train import fit, predict_dataset
+from stream_app.config import load_config
 
 
 def tiny_config(**training):
@@ -99,13 +100,16 @@ def test_splits_are_disjoint_stratified_and_deterministic():
 
 def test_pipeline_writes_artifacts_and_evaluate_reproduces_them(tmp_path):
     out = tmp_path / "run"
-    run_training(tiny_config(num_epochs=1), DataSource(synthetic_n=120, seed=2), out, progress=False)
+    channels = [{"name": c.name, "unit": c.unit} for c in load_config(environ={}).validation.channels]
+    run_training(tiny_config(num_epochs=1), DataSource(synthetic_n=120, seed=2), out, progress=False,
+                 channels=channels)
     for name in ("model.pt", "metrics.json", "history.jsonl", "learning_curves.png", "roc_pr.png"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["test"]["lstm"]["n"] == 30 and "oracle" in saved["test"] and "baseline" in saved["test"]
     model, info = load_checkpoint(out / "model.pt")
     assert info["metadata"]["data"] == {"path": None, "synthetic_n": 120, "seed": 2}
+    assert info["metadata"]["channels"] == channels
     assert model.get_normalization()["mean"][1] == pytest.approx(1520, rel=0.01)
     again = run_evaluation(out / "model.pt", output=tmp_path / "eval.json")
     assert again["lstm"]["auc_roc"] == pytest.approx(saved["test"]["lstm"]["auc_roc"])

@@ -119,3 +119,38 @@ def test_replay_rescores_a_casting_whose_first_reading_was_rejected(service_conf
     replayed.read_until(lambda r: len(r) >= 1, timeout_s=30)
     assert replayed.json()[0]["defect_probability"] == live.json()[0]["defect_probability"]
     assert replayed.json()[0]["gaps_filled"] == 1
+
+
+def test_replay_backtests_a_candidate_checkpoint_on_topics_of_its_own(service_config, reader_factory, tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from models.checkpoint import save_checkpoint
+    from models.lstm_model import LSTMModelVariants, SteelDefectLSTM
+    from stream_app.cli import cli
+    from stream_app.config import write_config
+    from tests.test_stream_app.harness import offline_probabilities
+
+    cfg = service_config(topics={"partitions": 2})
+    castings = make_castings(8, seed=61, prefix="CAND")
+    produce_castings(cfg, castings)
+    torch.manual_seed(21)
+    model = SteelDefectLSTM(LSTMModelVariants.lightweight_lstm())
+    model.fit_normalization([c.values for c in castings])
+    candidate = tmp_path / "candidate.pt"
+    channels = [{"name": c.name, "unit": c.unit} for c in cfg.validation.channels]
+    version = save_checkpoint(candidate, model.eval(), metadata={"channels": channels})["version"]
+
+    result = CliRunner().invoke(cli, ["replay", "--config", str(write_config(cfg, tmp_path / "c.yaml")),
+                                      "--checkpoint", str(candidate), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    topic = f"{cfg.topics.predictions}.replay-{version}"
+    assert f"model {version} -> {topic}" in result.output
+    replayed = reader_factory(cfg, topic)
+    replayed.read_until(lambda r: len(r) >= len(castings), timeout_s=60)
+    by_id = by_casting(replayed)
+    assert set(by_id) == {c.casting_id for c in castings}
+    reference = offline_probabilities(candidate, {c.casting_id: c.values for c in castings})
+    for casting_id, prediction in by_id.items():
+        assert prediction["model_version"] == version
+        assert abs(prediction["defect_probability"] - reference[casting_id]) < 1e-6

@@ -256,3 +256,38 @@ def test_write_config_round_trips_and_leaves_secrets_out(tmp_path):
     assert SASL_PASSWORD not in path.read_text() and REDIS_PASSWORD not in path.read_text()
     secrets = {k: v for k, v in SASL_ENV.items() if k.endswith("PASSWORD")}
     assert load_config(path, environ=secrets) == cfg
+
+
+def _channels_env(channels: list[str]) -> dict[str, str]:
+    return {"STREAM_APP__VALIDATION__CHANNELS": "[" + ", ".join(channels) + "]"}
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        pytest.param([], "at least 1", id="none"),
+        pytest.param([f"{{name: c{i}, unit: u, min: 0, max: 1}}" for i in range(65)], "at most 64", id="65"),
+        pytest.param(["{name: a, unit: u, min: 0, max: 1}"] * 2, "repeated: a", id="repeated-name"),
+        pytest.param(["{name: step, unit: u, min: 0, max: 1}"], "reserved", id="reserved-name"),
+        pytest.param(["{name: 'has space', unit: u, min: 0, max: 1}"], "pattern", id="name-pattern"),
+        pytest.param(["{name: a, unit: u, min: 1, max: 1}"], "min must be below max", id="empty-range"),
+    ],
+)
+def test_bad_channel_sets_name_the_key(channels, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=_channels_env(channels))
+    assert "validation.channels" in str(caught.value) and message in str(caught.value)
+
+
+def test_one_and_sixty_four_channels_load():
+    for count in (1, 64):
+        cfg = load_config(environ=_channels_env([f"{{name: c{i}, unit: u, min: 0, max: 1}}" for i in range(count)]))
+        assert len(cfg.validation.channels) == count
+
+
+def test_the_example_plant_config_loads():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "examples" / "slab-caster-12ch.yaml",
+                      environ={})
+    assert len(cfg.validation.channels) == 12 and cfg.app_id == "slab12-defect"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -158,3 +159,79 @@ def test_rate_limiter_sleeps_until_schedule(monkeypatch):
     clock.now += 1.0  # fell behind: no sleep
     limiter.wait(50)
     assert clock.slept == [pytest.approx(0.1)]
+
+
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "configs" / "examples" / "slab-caster-12ch.yaml")
+
+
+@pytest.mark.parametrize("config_path", [None, EXAMPLE], ids=["default-5", "example-12"])
+def test_simulated_castings_follow_the_configured_channels_and_pass_the_parser(config_path):
+    from stream_app.config import load_config
+
+    cfg = load_config(config_path, environ={})
+    channels = cfg.validation.channels
+    items = simulate.load_castings(count=4, seed=1, prefix="S", channels=channels)
+    parser = MessageParser(cfg.validation)
+    for casting in items:
+        assert casting.values.shape[1] == len(channels)
+        for raw in casting_messages(casting.casting_id, casting.values, chunk_size=25):
+            parser.parse(casting.casting_id.encode(), raw)  # raises on any value outside the limits
+
+
+def test_default_channels_simulate_exactly_the_generators_castings():
+    from models.synthetic import generate_castings
+
+    items = simulate.load_castings(count=3, seed=9, prefix="S", channels=CFG.channels)
+    for casting, values in zip(items, generate_castings(3, seed=9).sequences, strict=True):
+        np.testing.assert_array_equal(casting.values, values)
+
+
+@pytest.mark.parametrize("config_path", [None, EXAMPLE], ids=["default-5", "example-12"])
+def test_bad_messages_get_their_promised_reason_for_any_channel_set(config_path):
+    from stream_app.config import load_config
+    from stream_app.errors import RejectedInput
+    from stream_app.service.ingest_stage import IngestStage
+    from stream_app.service.memory_window_store import MemoryWindowStore
+    from stream_app.service.records import SourceRecord
+
+    cfg = load_config(config_path, environ={})
+    parser = MessageParser(cfg.validation)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for i in range(60):
+        key, value, reason = simulate.bad_messages(rng, str(i), cfg.validation.channels)
+        seen.add(reason)
+        if reason == "unknown_casting":  # decided by the ingest stage: no readings before the end marker
+            import asyncio
+
+            outcome = asyncio.run(IngestStage(parser, MemoryWindowStore()).process(
+                [SourceRecord("t", 0, i, key, value)], 0.0))
+            assert [d.reason for d in outcome.deadletters] == [reason]
+            continue
+        with pytest.raises(RejectedInput) as error:
+            parser.parse(key, value)
+        assert error.value.reason == reason
+    assert len(seen) == 5
+
+
+def test_a_dataset_with_other_channels_than_the_config_is_refused(tmp_path):
+    from models.synthetic import generate_castings, save_dataset
+    from stream_app.config import load_config
+    from stream_app.errors import SimulationError
+
+    path = save_dataset(generate_castings(2, seed=0), tmp_path / "five.npz")
+    twelve = load_config(EXAMPLE, environ={}).validation.channels
+    with pytest.raises(SimulationError, match="holds 5 channels, the config names 12"):
+        simulate.load_castings(count=0, seed=0, prefix="S", channels=twelve, dataset=str(path))
+
+
+def test_a_readings_file_is_played_back_with_its_own_casting_ids(tmp_path):
+    from models.dataset_file import write_readings
+
+    items = simulate.load_castings(count=3, seed=2, prefix="S", channels=CFG.channels)
+    path = tmp_path / "history.parquet"
+    write_readings(path, [(f"PLANT-{i}", c.values) for i, c in enumerate(items)], [c.name for c in CFG.channels])
+    back = simulate.load_castings(count=2, seed=0, prefix="ignored", channels=CFG.channels, dataset=str(path))
+    assert [c.casting_id for c in back] == ["PLANT-0", "PLANT-1"]
+    for a, b in zip(items, back, strict=False):
+        np.testing.assert_array_equal(a.values, b.values)
