@@ -133,7 +133,8 @@ def worker(config_path: Path | None, datadir: Path | None) -> None:
 @click.option("--dataset", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Produce these castings instead: a readings file (.parquet/.csv, the dataset format, its "
                    "own casting ids) or a generator NPZ.")
-@click.option("--prefix", default=None, help="Casting id prefix (default: SIM-<time>, unique per run).")
+@click.option("--prefix", default=None, help="Casting id prefix: ids are <prefix>-S<strand>-<n> "
+                   "(default prefix: SIM-<time>, unique per run).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, dataset, prefix, no_progress) -> None:
     """Produce synthetic castings to the sensor topic, several strands interleaved."""
@@ -143,7 +144,7 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
     from stream_app.extras import require_extra
 
     require_extra("simulate", "simulate")
-    from stream_app.tools.simulate import load_castings, run_simulation
+    from stream_app.tools.simulate import load_castings, name_by_strand, run_simulation
 
     if not 0.0 <= bad_share <= 1.0:
         raise click.BadParameter("must lie in 0..1", param_hint="--bad-share")
@@ -151,6 +152,8 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
     prefix = prefix or time.strftime("SIM-%Y%m%d%H%M%S")
     items = load_castings(count=castings, seed=seed, prefix=prefix, channels=cfg.validation.channels,
                           dataset=dataset)
+    if not (dataset and Path(dataset).suffix.lower() in (".parquet", ".csv")):  # a readings file keeps its ids
+        items = name_by_strand(items, prefix, strands)
     summary = run_simulation(cfg, items, strands=strands, rate_per_s=rate or None, chunk_size=chunk_size,
                              bad_share=bad_share, seed=seed, progress=not no_progress)
     click.echo(f"produced {summary.castings} castings ({summary.readings} readings in {summary.messages} messages, "

@@ -104,7 +104,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
     from stream_app.runtime.connections import check_connections
     from stream_app.runtime.topics import ensure_topics
     from stream_app.tools import devstack
-    from stream_app.tools.simulate import Casting, load_castings, run_simulation
+    from stream_app.tools.simulate import load_castings, name_by_strand, run_simulation
 
     console = Console()
     if not Path(cfg.model.checkpoint).exists():
@@ -136,7 +136,7 @@ def run_demo(cfg: StreamConfig, *, castings: int, rate_per_s: float, chunk_size:
         prefix = time.strftime("DEMO-%H%M%S")
         generated = load_castings(count=castings, seed=int(time.time()) % 10_000, prefix=prefix,
                                   channels=cfg.validation.channels)
-        items = [Casting(f"{prefix}-S{i % strands + 1}-{i:05d}", c.values) for i, c in enumerate(generated)]
+        items = name_by_strand(generated, prefix, strands)
         ids = {c.casting_id for c in items}
         ready = threading.Event()
         follower = threading.Thread(target=_follow, args=(cfg, state, stop, ids, ready), daemon=True)

@@ -148,6 +148,13 @@ class SimulationSummary:
     casting_ids: list[str] | None = None
 
 
+def name_by_strand(castings: Sequence[Casting], prefix: str, strands: int) -> list[Casting]:
+    """Ids that say which strand cast them (`<prefix>-S<strand>-<n>`), as `interleave` deals castings
+    to strands (casting i to strand i mod strands): the control-room page groups castings by it."""
+    strands = max(1, strands)
+    return [Casting(f"{prefix}-S{i % strands + 1}-{i:05d}", c.values) for i, c in enumerate(castings)]
+
+
 def load_castings(
     *, count: int, seed: int, prefix: str, channels: Sequence[ChannelLimits], dataset: str | None = None
 ) -> list[Casting]:
