@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                       topics={"sensors": f"{app_id}.sensors", "predictions": f"{app_id}.predictions",
                               "deadletter": f"{app_id}.deadletter"})
     create_topics(cfg)
-    shapes = load_castings(count=200, seed=1, prefix="shape")  # 200 real castings, re-used under new ids
+    shapes = load_castings(count=200, seed=1, prefix="shape", channels=cfg.validation.channels)  # re-used, new ids
     rng = np.random.default_rng(0)
     log_dir = ROOT / "runs" / "bench-dashboard"
     page = DashboardProcess(cfg, log_dir / "dashboard.log")

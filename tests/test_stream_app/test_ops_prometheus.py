@@ -93,7 +93,8 @@ def test_prometheus_scrapes_the_worker_and_alerts_when_predictions_stop(service_
         devstack.start_prometheus(settings)
         try:
             # castings keep coming, a few per second, for the whole test
-            castings = load_castings(count=400, seed=3, prefix=f"{cfg.app_id}-L1-S1")
+            castings = load_castings(count=400, seed=3, prefix=f"{cfg.app_id}-L1-S1",
+                                     channels=cfg.validation.channels)
             producer = threading.Thread(target=run_simulation, args=(cfg, castings), daemon=True,
                                         kwargs={"strands": 2, "rate_per_s": 60.0, "chunk_size": 25,
                                                 "progress": False, "stop": stop})
