@@ -20,14 +20,19 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /app
 RUN python3 -m venv /opt/venv && useradd --create-home --uid 10001 app
 
-COPY pyproject.toml constraints.txt README.md ./
+# The dependencies first, in a layer of their own: a change of the source or README does not reinstall them.
+# The build context is mounted (not copied) at /context, so a wheelhouse does not end up in a layer.
+COPY pyproject.toml constraints.txt compose/requirements_of.py ./
+RUN --mount=type=bind,target=/context \
+    python3 requirements_of.py simulate > /tmp/requirements.txt \
+    && pip install ${WHEELHOUSE:+--no-index --find-links /context/$WHEELHOUSE} -c constraints.txt -r /tmp/requirements.txt
+COPY README.md ./
 COPY stream_app ./stream_app
 COPY models ./models
 COPY configs ./configs
 COPY checkpoints ./checkpoints
-# The build context is mounted (not copied) at /context, so a wheelhouse does not end up in a layer.
 RUN --mount=type=bind,target=/context \
-    pip install ${WHEELHOUSE:+--no-index --find-links /context/$WHEELHOUSE} -c constraints.txt -e ".[simulate]" \
+    pip install ${WHEELHOUSE:+--no-index --find-links /context/$WHEELHOUSE} --no-deps -e . \
     && chown -R app /app
 USER app
 EXPOSE 9464
@@ -43,7 +48,8 @@ RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server \
     && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=bind,target=/context \
-    pip install ${WHEELHOUSE:+--no-index --find-links /context/$WHEELHOUSE} -c constraints.txt -e ".[dev]"
+    python3 requirements_of.py dev > /tmp/requirements.txt \
+    && pip install ${WHEELHOUSE:+--no-index --find-links /context/$WHEELHOUSE} -c constraints.txt -r /tmp/requirements.txt
 COPY tests ./tests
 COPY bench ./bench
 RUN chown -R app /app
