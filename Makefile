@@ -69,3 +69,9 @@ bench-gpu: services
 # faults at random (Redis, broker, workers) under a steady stream for 10 minutes, then a reconciliation
 chaos: services
 	$(PY) bench/chaos.py --minutes 10 --doc
+
+# ---- docker-compose.yml run for real: podman-compose, images built locally (README "docker compose")
+.PHONY: test-compose
+
+test-compose: install
+	./scripts/test-compose.sh
