@@ -15,6 +15,7 @@ COMPOSE=(podman-compose -p "$COMPOSE_PROJECT" -f docker-compose.yml)
 TESTS_CONTAINER="${COMPOSE_PROJECT}_integration-tests_run"
 started=$(date +%s)
 summary=()
+current=""
 
 # podman-compose, its output dropped but for errors; podman's complaint that it cannot set health check
 # timers without systemd, and podman-compose's look for a volume before creating it, are expected here
@@ -29,18 +30,22 @@ run_step() {
   local name=$1 t0
   shift
   t0=$(date +%s)
+  current="$name"
   echo "=== $name"
   if "$@"; then
     summary+=("PASS  $name ($(elapsed "$t0"))")
   else
     summary+=("FAIL  $name ($(elapsed "$t0"))")
+    current=""
     return 1
   fi
+  current=""
 }
 
 teardown() {
   local rc=$?
   trap - EXIT INT TERM
+  [ -n "$current" ] && summary+=("STOP  $current (interrupted)")
   echo "=== tearing down the stack (project $COMPOSE_PROJECT)"
   podman rm -f "$TESTS_CONTAINER" >/dev/null 2>&1 || true
   "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true
