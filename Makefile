@@ -92,3 +92,8 @@ dashboard: install
 
 ops: install
 	$(APP) devstack up --prometheus
+# ---- docker-compose.yml run for real: podman-compose, images built locally (README "docker compose")
+.PHONY: test-compose
+
+test-compose: install
+	./scripts/test-compose.sh

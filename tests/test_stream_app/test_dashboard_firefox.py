@@ -17,7 +17,7 @@ from stream_app.tools.simulate import Casting, run_simulation
 from tests.test_stream_app.firefox_bidi import FirefoxPage
 from tests.test_stream_app.harness import make_castings, offline_probabilities
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.host_tools]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "runs" / "test-artifacts" / "dashboard"

@@ -66,6 +66,7 @@ def private_broker(tmp_path):
     devstack.down(settings)
 
 
+@pytest.mark.host_tools
 def test_survives_malformed_records_and_a_broker_restart(private_broker, stream_config_factory, tmp_path):
     cfg = stream_config_factory(kafka={"bootstrap_servers": [private_broker.kafka_bootstrap]})
     create_topics(cfg)

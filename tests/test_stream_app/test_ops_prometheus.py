@@ -76,6 +76,7 @@ def wait_until(condition, what: str, timeout_s: float, *, interval_s: float = 1.
 
 
 @pytest.mark.integration
+@pytest.mark.host_tools
 @pytest.mark.filterwarnings("ignore:subprocess .* is still running:ResourceWarning")
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_prometheus_scrapes_the_worker_and_alerts_when_predictions_stop(service_config, worker_factory, tmp_path):
