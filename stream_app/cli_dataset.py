@@ -37,6 +37,7 @@ def dataset(config_path, labels_path, out_path, labels_out, start, until, app_id
     require_extra("train", "dataset")  # the dataset file format (pyarrow) ships with the training extra
     from models.dataset_file import read_labels, write_labels, write_readings
     from stream_app.config import load_config
+    from stream_app.runtime.connections import check_settings_once
     from stream_app.runtime.dataset_builder import collect_windows, labels_path_for
     from stream_app.runtime.replay import parse_time
     from stream_app.tools.progress import ReadProgress
@@ -58,6 +59,7 @@ def dataset(config_path, labels_path, out_path, labels_out, start, until, app_id
         raise ConfigError("--app-id must differ from the live worker's app_id (its Redis prefix)", keys=["app_id"])
     cfg = base.model_copy(update={"app_id": app_id})
     labels = read_labels(labels_path)  # a bad labels file fails before the topic is read
+    check_settings_once(cfg)  # refused credentials or TLS settings: one error naming the setting
     channels = [c.name for c in cfg.validation.channels]
 
     if logging.getLogger().level > logging.DEBUG:  # each rejection is in the summary; one line each only with -v

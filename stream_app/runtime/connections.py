@@ -111,6 +111,22 @@ def check_connections(cfg: StreamConfig, *, kafka: bool = True, redis: bool = Tr
         Dependency.from_config("redis", cfg.resilience).call_sync(lambda: _check_redis(cfg.redis), "connection check")
 
 
+def check_settings_once(cfg: StreamConfig, *, kafka: bool = True, redis: bool = True) -> None:
+    """`check_connections` without the waiting, for bounded jobs (`stream-app dataset`) that stop with their
+    own message when a server does not answer: refused settings raise `ConnectionSettingsError` naming the
+    setting; a server that is down or unreachable is left to the job's own error."""
+    from stream_app.errors import ConnectionSettingsError
+
+    checks = ([lambda: _check_kafka(cfg.kafka)] if kafka else []) + ([lambda: _check_redis(cfg.redis)] if redis else [])
+    for check in checks:
+        try:
+            check()
+        except ConnectionSettingsError:
+            raise
+        except Exception:  # noqa: BLE001, S112 - an outage: the job reports it in its own words
+            continue
+
+
 def _check_kafka(cfg: KafkaConfig) -> None:
     """Succeeds if one bootstrap server accepts the settings; raises the first refusal of the settings,
     else the last connection error (an outage)."""

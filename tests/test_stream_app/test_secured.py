@@ -98,6 +98,13 @@ BAD_SETTINGS = {
     "redis-plaintext-client-on-tls-port": (
         ["worker"], {f"{REDIS}URL": "redis://casting@{redis}/0"},
         "redis.url: Redis at {redis} speaks TLS but redis.url starts with redis://"),
+    "dataset-kafka-wrong-password": (
+        ["dataset", "--labels", "{labels}", "--out", "{out}", "--no-progress"],
+        {f"{KAFKA}SASL_PASSWORD": "not-the-password"},
+        "kafka.sasl_password: the Kafka broker at {kafka} refused the credentials of user 'casting'"),
+    "dashboard-kafka-untrusted-certificate": (
+        ["dashboard", "--port", "0"], {f"{KAFKA}SSL_CAFILE": "{other_ca}"},
+        "kafka.ssl_cafile: the certificate of the Kafka broker at {kafka} is not trusted"),
     # and the other way round, against the plaintext stack
     "kafka-tls-client-on-plaintext-port": (
         ["simulate", "--castings", "1", "--no-progress"], {f"{KAFKA}BOOTSTRAP_SERVERS": "{plain_kafka}"},
@@ -111,12 +118,16 @@ BAD_SETTINGS = {
 
 @pytest.mark.parametrize("case", list(BAD_SETTINGS))
 def test_wrong_settings_stop_the_command_with_one_error_naming_the_setting(case, secured_env, untrusted_ca,
-                                                                          tiny_checkpoint):
+                                                                          tiny_checkpoint, tmp_path):
     command, changes, expected = BAD_SETTINGS[case]
     plain = load_config(environ=os.environ)  # the plaintext stack's settings
+    labels = tmp_path / "labels.csv"
+    labels.write_text("casting_id,label\nC-1,1\n")
     places = {"kafka": secured_env[f"{KAFKA}BOOTSTRAP_SERVERS"], "other_ca": str(untrusted_ca),
               "redis": host_port(secured_env[f"{REDIS}URL"]),
-              "plain_kafka": plain.kafka.bootstrap_servers[0], "plain_redis": host_port(plain.redis.url)}
+              "plain_kafka": plain.kafka.bootstrap_servers[0], "plain_redis": host_port(plain.redis.url),
+              "labels": str(labels), "out": str(tmp_path / "dataset.parquet")}
+    command = [arg.format(**places) for arg in command]
     env = connection_free_environ({**secured_env, **{k: v.format(**places) for k, v in changes.items()}})
     env.update({f"{ENV_PREFIX}MODEL__CHECKPOINT": str(tiny_checkpoint), f"{ENV_PREFIX}MODEL__DEVICE": "cpu",
                 f"{ENV_PREFIX}METRICS__PORT": "0"})
