@@ -29,6 +29,7 @@ def _stream_channels(stream_config: Path | None) -> tuple[list[dict[str, str]], 
     return channels, cfg.validation.min_steps, cfg.validation.max_steps
 
 
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _STREAM_CONFIG_HELP = (
     "Stream config YAML whose validation.channels (names, units, order) and min/max_steps define the "
     "dataset's channels, the same file the worker reads (default: configs/stream.yaml; STREAM_APP__* "
@@ -48,27 +49,27 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="LSTM config YAML (default: the product's configs/lstm.yaml, the shipped checkpoint's "
     "config). Keys can be overridden as LSTM__SECTION__KEY=value environment variables.",
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="Readings file (.parquet or .csv, long form; see README 'Your own data') with --labels, "
     "or a synthetic NPZ written by models.synthetic.save_dataset.",
 )
 @click.option(
     "--labels",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="Labels CSV casting_id,label (0/1 or class names) for a --data readings file.",
 )
 @click.option(
     "--stream-config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help=_STREAM_CONFIG_HELP,
 )
@@ -195,26 +196,26 @@ def _train_on_file(
 )
 @click.option(
     "--data",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="Score this dataset instead of the checkpoint's own test split: a readings file (.parquet/.csv) "
     "with --labels, or a synthetic NPZ.",
 )
 @click.option(
     "--labels",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="Labels CSV casting_id,label for a --data readings file.",
 )
 @click.option(
     "--candidate",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help="A second checkpoint scored on the same --data/--labels, printed beside --checkpoint (the current one).",
 )
 @click.option(
     "--stream-config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     default=None,
     help=_STREAM_CONFIG_HELP,
 )
