@@ -5,12 +5,12 @@
 # (kafka and redis by service name), then from the host (compose/tests): the simulator's castings come out
 # as predictions, a killed worker container restarted by compose loses nothing, a Redis restarted by
 # compose keeps its windows. Prints a summary and tears everything down, also on failure or Ctrl-C.
-# Variables: COMPOSE_PROJECT (casting-defect-stream), WORKER_METRICS_PORT (9464), KAFKA_HOST_PORT (9094),
+# Variables: COMPOSE_PROJECT (casting-defect-stream), WORKER_METRICS_PORT (9464), KAFKA_HOST_PORT (29092),
 # PYTEST_ARGS (extra arguments for the integration-tests service, e.g. "-x -k faults").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export COMPOSE_PROJECT="${COMPOSE_PROJECT:-casting-defect-stream}"
-export WORKER_METRICS_PORT="${WORKER_METRICS_PORT:-9464}" KAFKA_HOST_PORT="${KAFKA_HOST_PORT:-9094}"
+export WORKER_METRICS_PORT="${WORKER_METRICS_PORT:-9464}" KAFKA_HOST_PORT="${KAFKA_HOST_PORT:-29092}"
 COMPOSE=(podman-compose -p "$COMPOSE_PROJECT" -f docker-compose.yml)
 TESTS_CONTAINER="${COMPOSE_PROJECT}_integration-tests_run"
 started=$(date +%s)

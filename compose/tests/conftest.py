@@ -20,7 +20,7 @@ def stack() -> ComposeStack:
     return ComposeStack(
         project=os.environ.get("COMPOSE_PROJECT", "casting-defect-stream"),
         compose_file=REPO / "docker-compose.yml",
-        kafka_host_port=int(os.environ.get("KAFKA_HOST_PORT", "9094")),
+        kafka_host_port=int(os.environ.get("KAFKA_HOST_PORT", "29092")),
         worker_metrics_port=int(os.environ.get("WORKER_METRICS_PORT", "9464")),
     )
 

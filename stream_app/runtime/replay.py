@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
-from stream_app.runtime.connections import aiokafka_kwargs, check_connections, create_redis
+from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once, create_redis
 from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
@@ -219,7 +219,8 @@ async def run_replay(
     """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does."""
     predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
     deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
-    await asyncio.to_thread(check_connections, cfg)
+    # refused settings: one error naming the setting; a bounded job stops on a server that is down (below)
+    await asyncio.to_thread(check_settings_once, cfg)
     await asyncio.to_thread(ensure_topics, cfg, [predictions_topic, deadletter_topic])
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)

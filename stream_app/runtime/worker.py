@@ -28,13 +28,14 @@ def run_worker(cfg: StreamConfig, *, loglevel: str = "info", datadir: Path | Non
     # until faust's worker takes the signals over: a SIGTERM during start-up (model load, waiting for
     # the broker) is a clean stop, nothing is in flight yet
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    # refused credentials or TLS settings stop the worker here with one error naming the setting (exit 2);
-    # a broker or Redis that is down is waited for
-    check_connections(cfg)
     if cfg.model.torch_threads:
         torch.set_num_threads(cfg.model.torch_threads)
     signature = file_signature(cfg.model.checkpoint)  # before loading: a file replaced meanwhile is swapped in
-    scorer = load_scorer(cfg.model, cfg.validation.channels)  # refuses a model of other channels
+    # a model of other channels is a config error: said at once, not after waiting for a broker that is down
+    scorer = load_scorer(cfg.model, cfg.validation.channels)
+    # refused credentials or TLS settings stop the worker here with one error naming the setting (exit 2);
+    # a broker or Redis that is down is waited for
+    check_connections(cfg)
     ensure_topics(cfg)
     metrics = Metrics()
     pipeline = build_pipeline(cfg, scorer, metrics, checkpoint_signature=signature)
