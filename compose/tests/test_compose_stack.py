@@ -13,7 +13,7 @@ import uuid
 import pytest
 from compose_stack import wait_until
 
-from stream_app.tools.simulate import load_castings
+from stream_app.tools.simulate import load_castings, name_by_strand
 from tests.test_stream_app.harness import assert_predictions_match, make_castings, produce, readings_then_ends
 from tests.test_stream_app.test_faults import INGESTED, messages_of, produce_in_background
 
@@ -43,7 +43,9 @@ def test_simulator_castings_come_out_as_predictions(stack, predictions, checkpoi
     prefix = unique_prefix("SIM")
     stack.compose("run", "--rm", "--no-deps", "-T", "simulator",
                   "simulate", "--castings", "200", "--rate", "2000", "--prefix", prefix, "--no-progress")
-    castings = load_castings(count=200, seed=0, prefix=prefix)  # the simulator's castings: seed 0 by default
+    # the simulator's castings: seed 0 and 4 strands by default, ids naming their strand
+    generated = load_castings(count=200, seed=0, prefix=prefix, channels=stack.config().validation.channels)
+    castings = name_by_strand(generated, prefix, strands=4)
     assert_predictions_match(read_all(predictions, prefix, 200, 300), castings, checkpoint)
 
 
