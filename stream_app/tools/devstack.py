@@ -308,6 +308,15 @@ def _kafka_properties(settings: DevstackSettings) -> str:
     )
 
 
+def kafka_cluster_id() -> str:
+    """A new cluster id as `StorageTool random-uuid` makes it: a url-safe base64 uuid that does not
+    start with "-" (the format command's argument parser would take such an id for an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _kafka_java(settings: DevstackSettings, main_class: str, *args: str, heap: str = "256m") -> list[str]:
     java = shutil.which("java")
     if java is None:
@@ -393,8 +402,7 @@ def _start_kafka(settings: DevstackSettings, properties: str | None = None, form
     props.write_text(properties if properties is not None else _kafka_properties(settings))
     (settings.kafka_dir / "log4j2.properties").write_text(_LOG4J2)
     if not (settings.kafka_dir / "data" / "meta.properties").exists():
-        # Kafka's cluster id is a url-safe base64 uuid (what `StorageTool random-uuid` prints).
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         result = subprocess.run(
             _kafka_java(settings, STORAGE_TOOL_CLASS, "format", "--standalone", "-t", cluster_id,
                         "-c", str(props), *format_args),
