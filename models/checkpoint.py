@@ -3,6 +3,8 @@
 Loaded with ``torch.load(..., weights_only=True)``, so everything besides tensors is plain Python
 (str, int, float, bool, list, dict). ``version`` is ``"<format>-<sha256 of the weights, 12 hex>"``:
 the same weights always give the same version, which the service reports as ``model_version``.
+A checkpoint of several averaged members (models/ensemble.py) also holds ``members``, the list of their
+configs (``config`` is the first's); one without the key is a single `SteelDefectLSTM`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.ensemble import AveragedLSTMs
 from models.lstm_model import SteelDefectLSTM
 
 __all__ = [
@@ -62,7 +65,7 @@ def weights_version(state_dict: dict[str, torch.Tensor]) -> str:
 
 def save_checkpoint(
     path: str | Path,
-    model: SteelDefectLSTM,
+    model: SteelDefectLSTM | AveragedLSTMs,
     *,
     normalization: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
@@ -83,6 +86,8 @@ def save_checkpoint(
         "metadata": _plain(metadata or {}),
         "state_dict": state,
     }
+    if isinstance(model, AveragedLSTMs):
+        payload["members"] = _plain(model.member_configs())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -93,17 +98,19 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: str | Path = DEFAULT_CHECKPOINT, map_location: str | torch.device = "cpu"
-) -> tuple[SteelDefectLSTM, dict[str, Any]]:
+) -> tuple[SteelDefectLSTM | AveragedLSTMs, dict[str, Any]]:
     """Rebuild the model from its saved config and weights; returns (model in eval mode, info dict).
 
-    ``info`` holds ``version``, ``config``, ``normalization``, ``metadata`` and ``format``.
+    ``info`` holds ``version``, ``config``, ``normalization``, ``metadata`` and ``format`` (and ``members``
+    for an ensemble).
     """
     payload = torch.load(Path(path), map_location=map_location, weights_only=True)
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise ValueError(f"{path} is not a checkpoint written by models.checkpoint")
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: unsupported checkpoint format {payload.get('format')!r}")
-    model = SteelDefectLSTM(payload["config"])
+    members = payload.get("members")
+    model = AveragedLSTMs(members) if members else SteelDefectLSTM(payload["config"])
     model.load_state_dict(payload["state_dict"])
     model.set_normalization(payload["normalization"])
     model.to(map_location).eval()
