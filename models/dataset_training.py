@@ -74,6 +74,7 @@ def train_on_dataset_file(
     budget_s: float = 900.0,
     max_epochs: int | None = None,
     refit: bool = True,
+    folds: int = 4,
     progress: bool = True,
     num_threads: int | None = None,
     report: Callable[[str], None] = print,
@@ -85,13 +86,13 @@ def train_on_dataset_file(
     with torch_threads(num_threads):
         return _train(
             readings, labels, channels, Path(output_dir), min_steps, max_steps, seed, val_fraction,
-            test_fraction, budget_s, max_epochs, refit, progress, report,
+            test_fraction, budget_s, max_epochs, refit, folds, progress, report,
         )  # fmt: skip
 
 
 def _train(
     readings, labels, channels, out: Path, min_steps, max_steps, seed, val_fraction, test_fraction, budget_s,
-    max_epochs, refit, progress, report,
+    max_epochs, refit, folds, progress, report,
 ) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     names = [c["name"] for c in channels]
@@ -109,10 +110,13 @@ def _train(
     )
     search = run_search(
         (tr.sequences, tr.labels), (va.sequences, va.labels), num_classes=num_classes, seed=seed,
-        budget_s=budget_s, max_epochs=max_epochs, refit=refit, progress=progress, report=report,
+        budget_s=budget_s, max_epochs=max_epochs, refit=refit, folds=folds, progress=progress, report=report,
     )  # fmt: skip
     model = search.model
-    seen = (tr.sequences + va.sequences, np.concatenate([tr.labels, va.labels])) if refit else (tr.sequences, tr.labels)
+    pooled = refit or folds >= 2  # the final model learnt from train + validation
+    seen = (
+        (tr.sequences + va.sequences, np.concatenate([tr.labels, va.labels])) if pooled else (tr.sequences, tr.labels)
+    )
     baseline = SummaryStatsLogistic().fit(seen[0], seen[1], seed=seed)
     metadata: dict[str, Any] = {
         "task": "binary" if binary else "multi-class",
@@ -127,9 +131,9 @@ def _train(
                      "torch": torch.__version__},
     }  # fmt: skip
     if binary:
-        threshold = choose_threshold(va.labels, search.val_probs)
+        threshold = choose_threshold(search.val_labels, search.val_probs)
         metadata["threshold"] = threshold
-        metadata["validation"] = binary_metrics(va.labels, search.val_probs, threshold)
+        metadata["validation"] = binary_metrics(search.val_labels, search.val_probs, threshold)
     out.mkdir(parents=True, exist_ok=True)
     info = save_checkpoint(out / "model.pt", model, normalization=model.get_normalization(), metadata=metadata)
     metrics: dict[str, Any] = {

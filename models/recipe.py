@@ -1,22 +1,27 @@
-"""The training recipe for a plant's own data: a small, time-bounded validation search, then one final fit.
+"""The training recipe for a plant's own data: a small, time-bounded search, then the final model.
 
-What the synthetic defaults chose by hand (variant, learning rate) the recipe chooses on a validation
-hold-out of the training data, never on a test split:
+What the synthetic defaults chose by hand (variant, learning rate) the recipe chooses on data held out of
+training, never on a test split:
 
 * candidates, in this order: Conv1d front-end of 3 blocks + bi-LSTM at lr 3e-3, 1 block + bi-LSTM at
   3e-3, bi-LSTM alone at 3e-3, 3 blocks + bi-LSTM at 1e-3 (blocks: 32 filters, kernel 7, ReLU; bi-LSTM
   hidden 32, masked attention pooling, batch norm, MLP head [32], AdamW, cosine LR);
-  each is trained with early stopping on the validation split (AUC-PR for binary, accuracy for multi-class,
-  ties broken by the lower validation loss), fixed seed;
+* ``folds`` >= 2 (the default, 4): **cross-validation**. Training and validation castings are pooled and
+  cut into stratified folds (no more folds than the rarest class has castings). Each candidate trains one
+  member per fold, early-stopped on that fold; its score is over the out-of-fold predictions of every
+  pooled casting (accuracy for multi-class, AUC-PR for binary; ties broken by the lower out-of-fold log
+  loss). The chosen candidate's members, averaged (models/ensemble.py), are the final model: with a few
+  dozen castings a single model's result swings with its seed, and a validation hold-out of 9-13
+  castings cannot rank candidates (both measured, docs/MODEL.md);
+* ``folds`` = 1: one validation hold-out; the best candidate is retrained on train + validation for its
+  best epoch count when ``refit``;
 * sizes follow the data: batch 8/16/32 (under 100 / under 1000 / more training castings), about 2000
   optimiser steps (30..300 epochs), patience a quarter of that;
 * the search stops starting new candidates once ``budget_s`` seconds are spent (the first always runs) and
-  stops any one candidate after ``budget_s / 2``; what was tried, skipped and chosen is printed and
-  stored in the checkpoint;
-* the best candidate (validation score, then lower validation loss, then the earlier one) is retrained
-  on train + validation for its best epoch count when ``refit`` (small datasets gain most from the extra
-  data; the LR plateau schedule then follows the training score);
-* the binary decision threshold is the F1-optimal one on the search run's validation predictions.
+  stops any one candidate after ``budget_s / 2`` (shared by its folds); what was tried, skipped and
+  chosen is printed and stored in the checkpoint;
+* the binary decision threshold is the F1-optimal one on the held-out predictions (out-of-fold, or the
+  validation hold-out's).
 """
 
 from __future__ import annotations
@@ -29,16 +34,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import accuracy_score, average_precision_score, log_loss
+from sklearn.model_selection import StratifiedKFold
 
 from models.config import LSTMConfig, validate_lstm_config
 from models.dataset import CastingSequenceDataset
+from models.ensemble import AveragedLSTMs
 from models.lstm_model import SteelDefectLSTM
 from models.train import fit, predict_dataset, set_seed
 
 __all__ = ["Candidate", "SearchResult", "default_candidates", "run_search"]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -92,12 +99,13 @@ def epochs_for(n_train: int, batch_size: int, target_steps: int = 2000) -> int:
 
 @dataclass
 class SearchResult:
-    model: SteelDefectLSTM  # the final model (refitted when asked), eval mode
+    model: SteelDefectLSTM | AveragedLSTMs  # the final model (refitted or averaged), eval mode
     config: LSTMConfig
     chosen: str
     trials: list[dict[str, Any]]
-    val_probs: np.ndarray  # the chosen search run's validation probabilities (threshold, reports)
-    history: list[dict[str, float]]
+    val_labels: np.ndarray  # the held-out castings' labels: out-of-fold (all pooled) or the validation split
+    val_probs: np.ndarray  # the chosen candidate's probabilities on them (threshold, reports)
+    history: list[dict[str, float]]  # the (first) training run's epochs, for the learning curves
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -114,12 +122,17 @@ def run_search(
     budget_s: float = 900.0,
     max_epochs: int | None = None,
     refit: bool = True,
+    folds: int = 4,
     candidates: Sequence[Candidate] | None = None,
     progress: bool = True,
     report: Callable[[str], None] = print,
 ) -> SearchResult:
-    """Train each candidate on ``train``, early-stopped on ``val``; return the best (see the module doc)."""
+    """Choose a candidate and build the final model (see the module doc): by cross-validation over
+    ``train`` + ``val`` pooled when ``folds`` >= 2, else trained on ``train`` and early-stopped on ``val``."""
     candidates = list(candidates or default_candidates())
+    if folds >= 2:
+        pooled = (list(train[0]) + list(val[0]), np.concatenate([train[1], val[1]]))
+        return _cross_validated(pooled, num_classes, seed, budget_s, max_epochs, folds, candidates, progress, report)
     train_ds = CastingSequenceDataset(list(train[0]), train[1])
     val_ds = CastingSequenceDataset(list(val[0]), val[1])
     input_size = int(train_ds.sequences[0].shape[1])
@@ -188,7 +201,155 @@ def run_search(
         "refit": refit_info,
         "selection": "validation AUC-PR (binary) / accuracy (multi-class), then lower validation loss",
     }
-    return SearchResult(model.eval(), config, chosen.name, trials, val_probs, history, summary)
+    return SearchResult(model.eval(), config, chosen.name, trials, val_ds.labels, val_probs, history, summary)
+
+
+def _fold_splits(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds; no more of them than the rarest class has castings (each fold sees every class)."""
+    k = max(2, min(folds, int(np.bincount(labels).min())))
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+
+
+def _held_out_score(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """(accuracy or AUC-PR, log loss) of held-out probabilities."""
+    if num_classes > 1:
+        rows = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+        return float(accuracy_score(labels, probs.argmax(axis=1))), float(log_loss(labels, rows,
+                                                                                 labels=range(num_classes)))
+    clipped = np.clip(probs, 1e-7, 1 - 1e-7)
+    return float(average_precision_score(labels, probs)), float(log_loss(labels, clipped, labels=[0, 1]))
+
+
+def _cross_validated(
+    pooled: tuple[list[np.ndarray], np.ndarray],
+    num_classes: int,
+    seed: int,
+    budget_s: float,
+    max_epochs: int | None,
+    folds: int,
+    candidates: list[Candidate],
+    progress: bool,
+    report: Callable[[str], None],
+) -> SearchResult:
+    sequences, labels = pooled
+    splits = _fold_splits(labels, folds, seed)
+    k = len(splits)
+    all_ds = CastingSequenceDataset(sequences, labels)
+    input_size = int(all_ds.sequences[0].shape[1])
+    seq_len = int(all_ds.lengths.max())
+    n_fit = len(splits[0][0])
+    batch_size = batch_size_for(n_fit)
+    max_epochs = max_epochs or epochs_for(n_fit, batch_size)
+    cap_s = budget_s / 2 / k if budget_s > 0 else None  # one candidate's folds share half the budget
+
+    def part(idx: np.ndarray) -> CastingSequenceDataset:
+        return CastingSequenceDataset([sequences[i] for i in idx], labels[idx])
+
+    started = time.perf_counter()
+    trials: list[dict[str, Any]] = []
+    runs: list[_CandidateRun] = []
+    report(
+        f"search: {len(candidates)} candidates × {k} folds of {len(all_ds)} castings ({n_fit} train / "
+        f"{len(all_ds) - n_fit} held out per fold), budget {budget_s:.0f} s, up to {max_epochs} epochs of batch "
+        f"{batch_size}; the model averages the fold models of the candidates chosen on the out-of-fold scores"
+    )
+    for i, cand in enumerate(candidates):
+        spent = time.perf_counter() - started
+        if i > 0 and spent >= budget_s:
+            trials.append({"candidate": cand.name, "skipped": f"budget spent ({spent:.0f} s >= {budget_s:.0f} s)"})
+            report(f"  {cand.name:<24} skipped: budget spent")
+            continue
+        config = cand.config(input_size, num_classes, seq_len, max_epochs, batch_size)
+        run = _CandidateRun(cand.name, config, [], np.zeros((len(all_ds), num_classes) if num_classes > 1
+                                                           else len(all_ds)), [])  # fmt: skip
+        best_epochs: list[int] = []
+        seconds = 0.0
+        for f, (fit_idx, out_idx) in enumerate(splits):
+            set_seed(seed + f)
+            model = SteelDefectLSTM(config)
+            model.fit_normalization(all_ds.sequences)  # the same input statistics for every member
+            result = fit(model, part(fit_idx), part(out_idx), config.training, config.regularization,
+                         seed=seed + f, progress=progress, max_seconds=cap_s, tie_break_loss=True)  # fmt: skip
+            run.held_out[out_idx] = predict_dataset(model, part(out_idx))
+            run.members.append(model.eval())
+            run.histories.append(result.history)
+            best_epochs.append(int(result.best_epoch))
+            seconds += result.train_seconds
+        runs.append(run)
+        score, loss = _held_out_score(labels, run.held_out, num_classes)
+        trials.append({
+            "candidate": cand.name, "val_score": score, "val_loss": loss, "folds": k, "best_epochs": best_epochs,
+            "epochs_run": [len(h) for h in run.histories], "seconds": round(seconds, 1),
+        })  # fmt: skip
+        report(
+            f"  {cand.name:<24} out-of-fold {'accuracy' if num_classes > 1 else 'AUC-PR'} {score:.4f}  "
+            f"log loss {loss:.4f}  best epochs {best_epochs}  {seconds:.0f} s"
+        )
+    chosen, steps = _select_ensemble([r.held_out for r in runs], labels, num_classes)
+    for names, (score, loss) in ((" + ".join(runs[j].name for j in picked), key) for picked, key in steps):
+        report(f"  average of {names}: out-of-fold score {score:.4f}, log loss {loss:.4f}")
+    held_out = np.mean([runs[j].held_out for j in chosen], axis=0)
+    members = [m for j in chosen for m in runs[j].members]
+    name = " + ".join(runs[j].name for j in chosen)
+    report(f"chosen: {name}, {len(members)} fold models averaged (search took {time.perf_counter() - started:.0f} s)")
+    summary = {
+        "candidates": [c.name for c in candidates],
+        "chosen": name,
+        "ensemble": [runs[j].name for j in chosen],
+        "folds": k,
+        "members": len(members),
+        "budget_s": budget_s,
+        "search_seconds": round(time.perf_counter() - started, 1),
+        "max_epochs": max_epochs,
+        "batch_size": batch_size,
+        "candidate_cap_s": None if cap_s is None else cap_s * k,
+        "refit": {"done": False},
+        "selection": "greedy forward selection of candidates on the out-of-fold score of their average: AUC-PR "
+        "(binary) / accuracy (multi-class), then lower out-of-fold log loss",
+    }
+    first = runs[chosen[0]]
+    model = AveragedLSTMs(members)
+    return SearchResult(model.eval(), first.config, name, trials, labels, held_out, first.histories[0], summary)
+
+
+@dataclass
+class _CandidateRun:
+    name: str
+    config: LSTMConfig
+    members: list[SteelDefectLSTM]  # one per fold, best weights
+    held_out: np.ndarray  # out-of-fold probabilities of every pooled casting
+    histories: list[list[dict[str, float]]]
+
+
+def _select_ensemble(
+    held_outs: list[np.ndarray], labels: np.ndarray, num_classes: int
+) -> tuple[list[int], list[tuple[list[int], tuple[float, float]]]]:
+    """Greedy forward selection (Caruana et al., 2004) without replacement: start from the best candidate,
+    add the one whose inclusion gives the best out-of-fold (score, -log loss) of the plain average, as
+    long as that strictly improves. Returns the chosen indices and each step's (indices, (score, loss))."""
+
+    def key(picked: list[int]) -> tuple[float, float]:
+        score, loss = _held_out_score(labels, np.mean([held_outs[j] for j in picked], axis=0), num_classes)
+        return round(score, 6), loss
+
+    def better(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return (a[0], -a[1]) > (b[0], -b[1])
+
+    first = max(range(len(held_outs)), key=lambda j: (key([j])[0], -key([j])[1]))
+    chosen, best = [first], key([first])
+    steps = [(list(chosen), best)]
+    while len(chosen) < len(held_outs):
+        trial = [(key(chosen + [j]), j) for j in range(len(held_outs)) if j not in chosen]
+        top_key, top = trial[0]
+        for k_, j in trial[1:]:
+            if better(k_, top_key):
+                top_key, top = k_, j
+        if not better(top_key, best):
+            break
+        chosen.append(top)
+        best = top_key
+        steps.append((list(chosen), best))
+    return chosen, steps
 
 
 def _refit(

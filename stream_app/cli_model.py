@@ -91,10 +91,18 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
     help="With --labels: share held out as a test split (0: none; score a separate file with evaluate).",
 )
 @click.option(
+    "--folds",
+    type=click.IntRange(min=1, max=10),
+    default=4,
+    show_default=True,
+    help="With --labels: cross-validation folds over train + validation; the chosen candidate's fold models, "
+    "averaged, are the model (1: one validation split instead).",
+)
+@click.option(
     "--refit/--no-refit",
     default=True,
     show_default=True,
-    help="With --labels: retrain the chosen candidate on train + validation for its best epoch count.",
+    help="With --labels and --folds 1: retrain the chosen candidate on train + validation for its best epoch count.",
 )
 @click.option(
     "--output-dir",
@@ -118,20 +126,20 @@ def _source(data: Path | None, synthetic: int | None, data_seed: int):
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 def train(
-    config_path, data, labels, stream_config, synthetic, data_seed, seed, search_budget_s, test_fraction, refit,
-    output_dir, epochs, threads, progress, verbose,
+    config_path, data, labels, stream_config, synthetic, data_seed, seed, search_budget_s, test_fraction, folds,
+    refit, output_dir, epochs, threads, progress, verbose,
 ) -> None:  # fmt: skip
     """Train the defect model; writes the checkpoint, metrics and plots to --output-dir.
 
     With --data READINGS --labels LABELS: any channel set (from --stream-config), binary or multi-class;
-    the recipe picks the variant and learning rate on a validation split (models/recipe.py).
+    the recipe picks the variant and learning rate by cross-validation (models/recipe.py).
     """
     configure_logging(verbose)
     require_extra("train", "train")
     if labels is not None or (data is not None and data.suffix.lower() in (".parquet", ".csv")):
         _train_on_file(data, labels, stream_config, config_path, synthetic, output_dir, seed=seed,
-                       budget_s=search_budget_s, test_fraction=test_fraction, refit=refit, max_epochs=epochs,
-                       threads=threads, progress=progress)  # fmt: skip
+                       budget_s=search_budget_s, test_fraction=test_fraction, folds=folds, refit=refit,
+                       max_epochs=epochs, threads=threads, progress=progress)  # fmt: skip
         return
     from models.config import PRODUCT_CONFIG, ConfigError, load_lstm_config
     from models.pipeline import SplitSpec, run_training
@@ -164,8 +172,8 @@ def train(
 
 
 def _train_on_file(
-    data, labels, stream_config, config_path, synthetic, output_dir, *, seed, budget_s, test_fraction, refit,
-    max_epochs, threads, progress,
+    data, labels, stream_config, config_path, synthetic, output_dir, *, seed, budget_s, test_fraction, folds,
+    refit, max_epochs, threads, progress,
 ) -> None:  # fmt: skip
     from models.dataset_file import DatasetError
     from models.dataset_training import train_on_dataset_file
@@ -180,8 +188,8 @@ def _train_on_file(
     try:
         train_on_dataset_file(
             data, labels, channels, output_dir, min_steps=min_steps, max_steps=max_steps, seed=seed,
-            test_fraction=test_fraction, budget_s=budget_s, max_epochs=max_epochs, refit=refit, progress=progress,
-            num_threads=threads, report=click.echo,
+            test_fraction=test_fraction, budget_s=budget_s, max_epochs=max_epochs, refit=refit, folds=folds,
+            progress=progress, num_threads=threads, report=click.echo,
         )  # fmt: skip
     except DatasetError as exc:
         raise click.ClickException(str(exc)) from None

@@ -68,9 +68,14 @@ def test_binary_train_then_evaluate_with_candidate(runner: CliRunner, tmp_path: 
     assert meta["data_summary"]["labelled"] == 48 and meta["search"]["chosen"]
     assert len(info["normalization"]["mean"]) == 3
     assert (tmp_path / "a" / "evaluation.png").stat().st_size > 0
+    # cross-validation (the default): the fold models of the chosen candidate(s), averaged, are the model
+    # (budget 0: only the first candidate ran, so its 4 fold models)
+    assert len(info["members"]) == 4 and meta["search"]["folds"] == 4 and "4 fold models averaged" in result.output
 
-    result = _train(runner, tmp_path, readings, labels, tmp_path / "b", "--seed", "1", "--no-refit")
+    # one validation split, no refit: a single model
+    result = _train(runner, tmp_path, readings, labels, tmp_path / "b", "--seed", "1", "--folds", "1", "--no-refit")
     assert result.exit_code == 0, result.output
+    assert "members" not in load_checkpoint(tmp_path / "b" / "model.pt")[1]
     # the current checkpoint in the old form: channel names only, no class names (a binary model)
     rewrite_metadata(tmp_path / "a" / "model.pt", {"channels": [n for n, _ in CHANNELS], "class_names": None})
     test_readings, test_labels = _dataset(tmp_path, ["0", "1"], n=30, seed=5, tag="test")

@@ -94,7 +94,7 @@ def test_simulate_dataset_train_evaluate_and_swap_on_a_twelve_channel_line(
     candidate_dir = tmp_path / "candidate"
     result = runner.invoke(cli, ["train", "--data", str(data), "--labels", str(tmp_path / "history.labels.csv"),
                                  "--stream-config", str(config_file), "--output-dir", str(candidate_dir),
-                                 "--epochs", "2", "--search-budget-s", "0", "--no-refit", "--no-progress"])
+                                 "--epochs", "2", "--search-budget-s", "0", "--no-progress"])
     assert result.exit_code == 0, result.output
     candidate = candidate_dir / "model.pt"
     _, info = load_checkpoint(candidate)
