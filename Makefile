@@ -78,7 +78,7 @@ bench-gpu: services
 
 # the dataset-file recipe on five UCR/UEA sets through stream-app train/evaluate (table for docs/MODEL.md)
 bench-uea: install
-	nice $(PY) bench/bench_uea.py --out runs/uea-bench --budget-s 300 --threads 1
+	nice $(PY) bench/bench_uea.py --out runs/uea-v5-seed0 --budget-s 600 --threads 1 --seed 0
 
 # faults at random (Redis, broker, workers) under a steady stream for 10 minutes, then a reconciliation
 chaos: services

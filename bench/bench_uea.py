@@ -6,7 +6,7 @@ Each set is converted to the plant dataset file format (models/uea_convert.py), 
 once on the archive's test split with ``stream-app evaluate``. Prints a markdown table: LSTM test
 accuracy beside the summary-statistics logistic baseline and the published 1-NN DTW accuracy.
 
-    nice .venv/bin/python bench/bench_uea.py [--out runs/uea-bench] [--budget-s 300] [--threads 2] [NAME ...]
+    nice .venv/bin/python bench/bench_uea.py [--out runs/uea-bench] [--budget-s 600] [--threads 2] [NAME ...]
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"some of {', '.join(DATASETS)} (default: all five)")
     parser.add_argument("--out", type=Path, default=Path("runs/uea-bench"))
-    parser.add_argument("--budget-s", type=float, default=300.0, help="stream-app train --search-budget-s")
+    parser.add_argument("--budget-s", type=float, default=600.0, help="stream-app train --search-budget-s")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
