@@ -1,12 +1,12 @@
-"""The training recipe on data it was not tuned on: five UCR/UEA sets through `stream-app train/evaluate`.
+"""The training recipe on public data: five UCR/UEA sets through `stream-app train/evaluate`.
 
 Each set is converted to the plant dataset file format (models/uea_convert.py), trained with
 ``stream-app train --data train.parquet --labels train_labels.csv --stream-config stream.yaml
---test-fraction 0`` (the search and early stopping see only a validation hold-out of TRAIN) and scored
+--test-fraction 0`` (the cross-validated search and early stopping see only the TRAIN split) and scored
 once on the archive's test split with ``stream-app evaluate``. Prints a markdown table: LSTM test
 accuracy beside the summary-statistics logistic baseline and the published 1-NN DTW accuracy.
 
-    nice .venv/bin/python bench/bench_uea.py [--out runs/uea-bench] [--budget-s 600] [--threads 2] [NAME ...]
+    nice .venv/bin/python bench/bench_uea.py [--out runs/uea-bench] [--budget-s 600] [--threads 1] [--seed 0] [NAME ...]
 """
 
 from __future__ import annotations
