@@ -62,13 +62,25 @@ clean: down
 	rm -rf .devstack
 
 # ---- benchmarks (bench/); each prints its table and writes it, with the machine, into docs/BENCHMARKS.md
-.PHONY: bench-scoring bench-ingest bench-e2e bench-gpu bench-uea chaos
+.PHONY: bench-peer-env bench-peer bench-scoring bench-ingest bench-e2e bench-gpu bench-uea chaos
 
 bench-scoring: services
 	$(PY) bench/bench_scoring.py --doc
 
 bench-ingest: services
 	$(PY) bench/bench_ingest.py --doc
+
+# the Quix Streams peer's own environment: quixstreams 3.28.1 pins pydantic < 2.14, the project uses 2.14
+.venv-quix/.installed: bench/requirements-peer.txt
+	test -x .venv-quix/bin/python || python3 -m venv .venv-quix
+	.venv-quix/bin/python -m pip install -q -r bench/requirements-peer.txt
+	touch $@
+
+bench-peer-env: .venv-quix/.installed
+
+# the worker and its ceiling beside Quix Streams (both variants), same topic data, one run
+bench-peer: services bench-peer-env
+	$(PY) bench/bench_ingest.py --peer --no-naive --chunks 1 50 --doc
 
 bench-e2e: services
 	$(PY) bench/bench_e2e.py --doc

@@ -5,13 +5,16 @@ consumed, in turn and repeatedly, by
     (a) a bare aiokafka consumer that only drains the topic (the Kafka client's ceiling),
     (b) a minimal aiokafka loop: same parser, same pipelined window-store writes (`IngestStage`), no framework,
     the real worker (`stream-app worker`, a subprocess, its own consumer group),
-    a naive worker (the real worker with one Redis round trip per reading, bench/naive_worker.py).
+    a naive worker (the real worker with one Redis round trip per reading, bench/naive_worker.py),
+    with --peer, the peer a plant would write instead: Quix Streams writing windows to Redis through a
+    BatchingSink, and Quix Streams keeping them in its RocksDB state (bench/peer_quix.py, run from its own
+    environment `.venv-quix`, made by `make bench-peer-env`).
 The topics hold readings only (no end markers), so the scoring agent stays idle and only ingest is timed.
 Rates are taken from the first record handled to the last (worker: from its readings counter), so
 process start-up and the group join are not counted. Each round runs all four back to back;
 ratios are per round, and the table shows medians over rounds.
 
-    .venv/bin/python bench/bench_ingest.py [--rounds 3] [--chunks 1 10 50] [--json out.json]
+    .venv/bin/python bench/bench_ingest.py [--rounds 3] [--chunks 1 10 50] [--peer] [--json out.json]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +46,8 @@ from common import (  # noqa: E402
     write_doc_block,
 )
 
+PEER_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
+PEERS = ("quix-redis", "quix-rocksdb")
 STEPS_PER_CASTING = 300
 DEFAULT_READINGS = {1: 150_000, 10: 300_000, 50: 1_000_000}
 NOMINAL = np.array([1.2, 1520.0, 150.0, 200.0, 25.0], dtype=np.float32)
@@ -154,6 +160,21 @@ def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float,
     return int(c_last - c0), t_last - t0
 
 
+def run_peer(cfg, variant: str, n_messages: int, timeout_s: float = 180) -> tuple[int, float]:
+    """The Quix Streams peer on the topic, in its own process and environment; (readings, seconds)."""
+    cmd = [str(PEER_PYTHON), str(ROOT / "bench" / "peer_quix.py"), "--variant", variant,
+           "--topic", cfg.topics.sensors, "--messages", str(n_messages),
+           "--bootstrap", ",".join(cfg.kafka.bootstrap_servers), "--redis-url", cfg.redis.url,
+           "--prefix", cfg.redis_prefix, "--group", cfg.app_id]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        raise RuntimeError(f"the Quix peer ({variant}) failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["messages"] != n_messages:
+        raise RuntimeError(f"the Quix peer ({variant}) handled {result['messages']} of {n_messages} records")
+    return int(result["readings"]), float(result["seconds"])
+
+
 def shape_label(chunk: int) -> str:
     return "single reading" if chunk == 1 else f"chunk of {chunk}"
 
@@ -172,6 +193,18 @@ def markdown_table(rows: list[dict], rounds: int) -> list[str]:
     return [*lines, "", "worker/(b) per round: " + "; ".join(per_round) + "."]
 
 
+def peer_table(rows: list[dict], rounds: int) -> list[str]:
+    """The worker and its ceiling beside the Quix Streams peer, ratios to the faster peer variant per round."""
+    lines = [f"readings/s, medians of {rounds} round(s); ratios per round against the faster Quix variant:", "",
+             "| message | worker | ceiling (b) | Quix + Redis sink | Quix + RocksDB state | worker / faster Quix | "
+             "ceiling / faster Quix |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for row in rows:
+        lines.append(f"| {shape_label(row['chunk'])} | {row['worker']:,.0f} | {row['loop']:,.0f} | "
+                     f"{row['quix-redis']:,.0f} | {row['quix-rocksdb']:,.0f} | **{row['worker_over_peer']:.2f}** | "
+                     f"{row['loop_over_peer']:.2f} |")  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -181,10 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-worker-s", type=float, default=30.0, help="cap on one worker measurement")
     parser.add_argument("--max-naive-s", type=float, default=12.0, help="cap on one naive-worker measurement")
     parser.add_argument("--no-naive", action="store_true")
+    parser.add_argument("--peer", action="store_true",
+                        help="also run the Quix Streams peer, both variants (needs `make bench-peer-env`)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--doc", action="store_true", help="also write the table into docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
     readings_for = dict(zip(args.chunks, args.readings, strict=True)) if args.readings else DEFAULT_READINGS
+    if args.peer and not PEER_PYTHON.exists():
+        parser.error(f"--peer runs the Quix Streams peer from {PEER_PYTHON.parent.parent.name}; make it with "
+                     "`make bench-peer-env`")
 
     run_id = unique_name("ingest")
     tmp = Path(tempfile.mkdtemp(prefix=f"{run_id}-"))
@@ -218,25 +256,35 @@ def main(argv: list[str] | None = None) -> int:
                     finally:
                         delete_redis_prefix(wcfg)
                     result[role] = n / s
+                for role in PEERS if args.peer else ():
+                    pcfg = cfg.model_copy(update={"app_id": f"{cfg.app_id}-{role}{r}"})
+                    try:
+                        n, s = run_peer(pcfg, role.removeprefix("quix-"), len(messages))
+                    finally:
+                        delete_redis_prefix(pcfg)
+                    result[role] = n / s
                 print(f"  round {r}: " + "  ".join(f"{k} {v:,.0f}/s" for k, v in result.items()), flush=True)
                 per_round.append(result)
             row = {"chunk": chunk, "readings": total, "messages": len(messages), "rounds": per_round}
             for r in per_round:  # a naive worker that did not finish one batch within --max-naive-s has no rate
                 if not r.get("naive"):
                     r.pop("naive", None)
-            for key in ("bare", "loop", "worker", "naive"):
+            for key in ("bare", "loop", "worker", "naive", *PEERS):
                 if any(key in r for r in per_round):
                     row[key] = median(r[key] for r in per_round if key in r)
             row["worker_over_loop"] = median(r["worker"] / r["loop"] for r in per_round)
             row["worker_over_bare"] = median(r["worker"] / r["bare"] for r in per_round)
             if any("naive" in r for r in per_round):
                 row["worker_over_naive"] = median(r["worker"] / r["naive"] for r in per_round if "naive" in r)
+            if args.peer:
+                for who in ("worker", "loop"):
+                    row[f"{who}_over_peer"] = median(r[who] / max(r[p] for p in PEERS) for r in per_round)
             rows.append(row)
     finally:
         for chunk in args.chunks:
             delete_topics(bench_config(f"{run_id}-c{chunk}", checkpoint), f"{run_id}-c{chunk}")
             for r in range(args.rounds):
-                for role in ("loop", "worker", "naive"):
+                for role in ("loop", "worker", "naive", *PEERS):
                     delete_redis_prefix(bench_config(f"{run_id}-c{chunk}-{role}{r}", checkpoint))
 
     print(f"\ningest readings/s, medians of {args.rounds} round(s); (a) bare aiokafka drain, "
@@ -251,10 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{row['worker_over_naive']:>9.1f}" if "worker_over_naive" in row else f"{'-':>9}"
         print(f"{label:<10}{row['bare']:>12,.0f}{row['loop']:>12,.0f}{row['worker']:>10,.0f}{naive}"
               f"{row['worker_over_loop']:>8.2f}{row['worker_over_bare']:>8.2f}{ratio}")
+    if args.peer:
+        print("\n" + "\n".join(peer_table(rows, args.rounds)))
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine_line(), "rows": rows}, indent=2) + "\n")
     if args.doc:
-        write_doc_block("ingest", markdown_table(rows, args.rounds), argv)
+        write_doc_block("ingest-peer" if args.peer else "ingest",
+                        peer_table(rows, args.rounds) if args.peer else markdown_table(rows, args.rounds), argv)
     return 0
 
 

@@ -132,7 +132,8 @@ def create_topics(cfg: StreamConfig, names: Iterable[str] | None = None) -> None
 
 
 def delete_topics(cfg: StreamConfig, prefix: str) -> None:
-    """Delete the topics whose names start with `prefix` (a bench-<uuid> this run made)."""
+    """Delete the topics whose names start with `prefix` (a bench-<uuid> this run made), and the Quix
+    peer's changelog/repartition topics, which carry it inside their names."""
     from kafka.admin import KafkaAdminClient
 
     from stream_app.runtime.connections import kafka_python_kwargs
@@ -140,7 +141,8 @@ def delete_topics(cfg: StreamConfig, prefix: str) -> None:
     assert prefix.startswith("bench-"), prefix
     admin = KafkaAdminClient(**kafka_python_kwargs(cfg.kafka))
     try:
-        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        mine = [t for t in admin.list_topics()
+                if t.startswith(prefix) or (t.startswith(("changelog__", "repartition__")) and prefix in t)]
         if mine:
             admin.delete_topics(mine)
     except Exception as exc:  # cleanup must not hide the benchmark's own error
