@@ -56,17 +56,32 @@ class IngestStage:
         self.parser = parser
         self.store = store
 
+    def _parse(self, records: Sequence[SourceRecord]) -> list[Message | RejectedInput]:
+        """The batch parser; should it fail (a bug), each record alone, so only the record that trips the
+        bug is lost to `parse_error` and the stream goes on."""
+        try:
+            return self.parser.parse_many([(r.key, r.value) for r in records])
+        except Exception:
+            log.exception("batch parser failed on %d records; parsing them one by one", len(records))
+        results: list[Message | RejectedInput] = []
+        for record in records:
+            try:
+                results.append(self.parser.parse(record.key, record.value))
+            except RejectedInput as error:
+                results.append(error)
+            except Exception as exc:  # a bug in our parser must not stop the stream: keep the record, say so
+                log.exception("parser failed on %s[%d]@%d", record.topic, record.partition, record.offset)
+                results.append(RejectedInput("parse_error", repr(exc)[:300]))
+        return results
+
     async def process(self, records: Sequence[SourceRecord], now: float) -> IngestOutcome:
         outcome = IngestOutcome(records=len(records))
         parsed: list[tuple[SourceRecord, Message]] = []
-        for record in records:
-            try:
-                parsed.append((record, self.parser.parse(record.key, record.value)))
-            except RejectedInput as error:
-                outcome.deadletters.append(reject(record, error))
-            except Exception as exc:  # a bug in our parser must not stop the stream: keep the record, say so
-                log.exception("parser failed on %s[%d]@%d", record.topic, record.partition, record.offset)
-                outcome.deadletters.append(reject(record, RejectedInput("parse_error", repr(exc)[:300])))
+        for record, result in zip(records, self._parse(records), strict=True):
+            if isinstance(result, RejectedInput):
+                outcome.deadletters.append(reject(record, result))
+            else:
+                parsed.append((record, result))
         casting_ids = list(dict.fromkeys(message.casting_id for _, message in parsed))
         ended = list(dict.fromkeys(m.casting_id for _, m in parsed if isinstance(m, EndMarker)))
         seals, windows = await self.store.lookup(casting_ids, ended)

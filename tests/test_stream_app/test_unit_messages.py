@@ -317,3 +317,43 @@ def test_json_in_other_unicode_encodings_is_malformed(parser, encoding):
     with pytest.raises(RejectedInput) as caught:
         parser.parse(KEY, end().decode().encode(encoding))
     assert caught.value.reason == "malformed_json"
+
+
+def _outcome(parser, key, value):
+    try:
+        message = parser.parse(key, value)
+    except RejectedInput as error:
+        return ("rejected", error.reason, error.detail)
+    if isinstance(message, Readings):
+        return ("readings", message.casting_id, message.start_step, message.rows.dtype, message.rows.tolist())
+    return ("end", message)
+
+
+def _check_batch(parser, batch) -> list:
+    results = parser.parse_many(batch)
+    assert len(results) == len(batch)
+    for (key, value), result in zip(batch, results, strict=True):
+        if isinstance(result, RejectedInput):
+            got = ("rejected", result.reason, result.detail)
+        elif isinstance(result, Readings):
+            got = ("readings", result.casting_id, result.start_step, result.rows.dtype, result.rows.tolist())
+        else:
+            got = ("end", result)
+        assert got == _outcome(parser, key, value)
+    return results
+
+
+def test_parse_many_gives_what_parse_gives_message_by_message(parser):
+    # every rejected case of the table, each between good readings and chunks, in one batch: the batch
+    # path must give every message parse's own result (reason and detail), and good rows bit for bit
+    good = [(KEY, reading()), (KEY, chunk(start_step=40, values=[GOOD, with_value(2, 151.5)])), (KEY, end(120)),
+            (KEY, chunk(start_step=60, values=[with_value(0, 1.0 + k / 100) for k in range(6)]))]  # not batched
+    batch = list(good)
+    for param in REJECTED:
+        batch += [(param.values[0], param.values[1]), good[0], good[1], good[3]]
+    results = _check_batch(parser, batch)
+    assert sum(isinstance(r, RejectedInput) for r in results) == len(REJECTED)
+    # a value beyond float64 in a batch: parse names it, and the rest of the batch is read as before
+    huge = reading(values=[12345.678, *GOOD[1:]]).replace(b"12345.678", b"1" + b"0" * 400)
+    results = _check_batch(parser, [good[0], (KEY, huge), good[1]])
+    assert [type(r) for r in results] == [Readings, RejectedInput, Readings]
