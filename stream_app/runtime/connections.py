@@ -12,8 +12,10 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio
+from redis.exceptions import DataError
 
 from stream_app.config import KafkaConfig, RedisConfig, StreamConfig
 
@@ -32,8 +34,30 @@ def redis_kwargs(cfg: RedisConfig) -> dict[str, Any]:
 
 
 def create_redis(cfg: RedisConfig) -> redis.asyncio.Redis:
-    """An asyncio Redis client; ``rediss://`` URLs use TLS."""
-    return redis.asyncio.Redis.from_url(cfg.url, **redis_kwargs(cfg))
+    """An asyncio Redis client; ``rediss://`` URLs use TLS. Its commands are packed by hiredis."""
+    client = redis.asyncio.Redis.from_url(cfg.url, **redis_kwargs(cfg))
+    pool = client.connection_pool
+    pool.connection_class = type(f"Hiredis{pool.connection_class.__name__}",
+                                 (HiredisPacking, pool.connection_class), {})  # fmt: skip
+    return client
+
+
+class HiredisPacking:
+    """Packs commands with hiredis, as redis-py's sync connections do when it is installed; its asyncio
+    connections encode every argument in Python, which was half of chunked ingest (the window store
+    writes two arguments per reading; docs/BENCHMARKS.md §2b). Mixed in before the connection class."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        # as redis-py's HiredisRespSerializer: a command name may carry literal arguments ("CONFIG GET")
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
 
 
 def create_redis_sync(cfg: RedisConfig) -> redis.Redis:
