@@ -58,20 +58,11 @@ class AveragedLSTMs(nn.Module):
             return torch.log(p) - torch.log1p(-p), attention  # logit(p): sigmoid gives p back
         return torch.log(torch.softmax(logits, dim=-1).mean(dim=0)), attention  # softmax gives the mean back
 
-    def forward(self, sequences: Any, sequence_lengths: Any = None) -> torch.Tensor:
-        logits, attention = self.forward_with_attention(sequences, sequence_lengths)
-        self._last_attention = attention.detach()
-        return logits
-
-    def predict_proba(self, sequences: Any, sequence_lengths: Any = None) -> torch.Tensor:
-        with torch.no_grad():
-            logits = self.forward(sequences, sequence_lengths)
-        return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=-1)
-
-    def get_attention_weights(self) -> torch.Tensor:
-        if self._last_attention is None:
-            raise RuntimeError("no forward pass has run yet")
-        return self._last_attention
+    # the original API on top of forward_with_attention, the very methods of a single model: they read only
+    # forward_with_attention, num_classes and _last_attention
+    forward = SteelDefectLSTM.forward
+    predict_proba = SteelDefectLSTM.predict_proba
+    get_attention_weights = SteelDefectLSTM.get_attention_weights
 
     def get_normalization(self) -> dict[str, list[float]]:
         """The first member's input statistics (the recipe fits every member's on the same data)."""
