@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,20 @@ class SearchResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def _within_budget(
+    candidates: Sequence[Candidate], budget_s: float, trials: list[dict[str, Any]], report: Callable[[str], None]
+) -> Iterator[tuple[int, Candidate]]:
+    """(index, candidate) while the budget lasts; the first always runs, a skipped one is recorded and said."""
+    started = time.perf_counter()
+    for i, cand in enumerate(candidates):
+        spent = time.perf_counter() - started
+        if i > 0 and spent >= budget_s:
+            trials.append({"candidate": cand.name, "skipped": f"budget spent ({spent:.0f} s >= {budget_s:.0f} s)"})
+            report(f"  {cand.name:<24} skipped: budget spent")
+            continue
+        yield i, cand
+
+
 def _at_best(history: list[dict[str, float]], best_epoch: int, key: str) -> float:
     return next((row[key] for row in history if row["epoch"] == best_epoch), float("nan"))
 
@@ -149,12 +163,7 @@ def run_search(
         f"{'-' if cap_s is None else f'{cap_s:.0f}'} s), up to {max_epochs} epochs of batch {batch_size} each "
         f"(early stopping on the validation split: {len(train_ds)} train / {len(val_ds)} validation castings)"
     )
-    for i, cand in enumerate(candidates):
-        spent = time.perf_counter() - started
-        if i > 0 and spent >= budget_s:
-            trials.append({"candidate": cand.name, "skipped": f"budget spent ({spent:.0f} s >= {budget_s:.0f} s)"})
-            report(f"  {cand.name:<24} skipped: budget spent")
-            continue
+    for i, cand in _within_budget(candidates, budget_s, trials, report):
         config = cand.config(input_size, num_classes, seq_len, max_epochs, batch_size)
         set_seed(seed)
         model = SteelDefectLSTM(config)
@@ -253,12 +262,7 @@ def _cross_validated(
         f"{len(all_ds) - n_fit} held out per fold), budget {budget_s:.0f} s, up to {max_epochs} epochs of batch "
         f"{batch_size}; the model averages the fold models of the candidates chosen on the out-of-fold scores"
     )
-    for i, cand in enumerate(candidates):
-        spent = time.perf_counter() - started
-        if i > 0 and spent >= budget_s:
-            trials.append({"candidate": cand.name, "skipped": f"budget spent ({spent:.0f} s >= {budget_s:.0f} s)"})
-            report(f"  {cand.name:<24} skipped: budget spent")
-            continue
+    for _, cand in _within_budget(candidates, budget_s, trials, report):
         config = cand.config(input_size, num_classes, seq_len, max_epochs, batch_size)
         run = _CandidateRun(cand.name, config, [], np.zeros((len(all_ds), num_classes) if num_classes > 1
                                                            else len(all_ds)), [])  # fmt: skip
@@ -332,19 +336,17 @@ def _select_ensemble(
         score, loss = _held_out_score(labels, np.mean([held_outs[j] for j in picked], axis=0), num_classes)
         return round(score, 6), loss
 
-    def better(a: tuple[float, float], b: tuple[float, float]) -> bool:
-        return (a[0], -a[1]) > (b[0], -b[1])
+    def rank(k: tuple[float, float]) -> tuple[float, float]:  # higher score, then lower loss
+        return k[0], -k[1]
 
-    first = max(range(len(held_outs)), key=lambda j: (key([j])[0], -key([j])[1]))
-    chosen, best = [first], key([first])
+    singles = [key([j]) for j in range(len(held_outs))]
+    first = max(range(len(held_outs)), key=lambda j: rank(singles[j]))
+    chosen, best = [first], singles[first]
     steps = [(list(chosen), best)]
     while len(chosen) < len(held_outs):
-        trial = [(key(chosen + [j]), j) for j in range(len(held_outs)) if j not in chosen]
-        top_key, top = trial[0]
-        for k_, j in trial[1:]:
-            if better(k_, top_key):
-                top_key, top = k_, j
-        if not better(top_key, best):
+        top_key, top = max(((key(chosen + [j]), j) for j in range(len(held_outs)) if j not in chosen),
+                           key=lambda t: rank(t[0]))  # fmt: skip
+        if rank(top_key) <= rank(best):
             break
         chosen.append(top)
         best = top_key
