@@ -9,6 +9,7 @@ an endless wait. Secrets come from config (which takes them from the environment
 
 from __future__ import annotations
 
+import functools
 import ssl
 from typing import Any
 
@@ -36,10 +37,14 @@ def redis_kwargs(cfg: RedisConfig) -> dict[str, Any]:
 def create_redis(cfg: RedisConfig) -> redis.asyncio.Redis:
     """An asyncio Redis client; ``rediss://`` URLs use TLS. Its commands are packed by hiredis."""
     client = redis.asyncio.Redis.from_url(cfg.url, **redis_kwargs(cfg))
-    pool = client.connection_pool
-    pool.connection_class = type(f"Hiredis{pool.connection_class.__name__}",
-                                 (HiredisPacking, pool.connection_class), {})  # fmt: skip
+    client.connection_pool.connection_class = _packed_by_hiredis(client.connection_pool.connection_class)
     return client
+
+
+@functools.cache
+def _packed_by_hiredis(connection_class: type) -> type:
+    """The connection class (plain, TLS or unix socket, as the URL chose) with `HiredisPacking` mixed in."""
+    return type(f"Hiredis{connection_class.__name__}", (HiredisPacking, connection_class), {})
 
 
 class HiredisPacking:
