@@ -83,6 +83,23 @@ class TopicsConfig(_Section):
     deadletter: str = "casting.deadletter"
     partitions: int = Field(4, ge=1)
     replication_factor: int = Field(1, ge=1)
+    # a write acknowledged with acks=all is on this many replicas; None: the broker's own default
+    min_insync_replicas: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _min_isr_within_replication(self) -> TopicsConfig:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must be at most replication_factor "
+                f"({self.replication_factor}): no write could ever be acknowledged"
+            )
+        return self
+
+    def topic_configs(self) -> dict[str, str]:
+        """The per-topic broker settings of every topic the project creates."""
+        if self.min_insync_replicas is None:
+            return {}
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
 
 class RedisConfig(_Section):

@@ -113,8 +113,10 @@ class FaustOutputs:
     waiting out broker outages (a resend after a failure carries the same bytes)."""
 
     def __init__(self, app: faust.App, cfg: StreamConfig, kafka: Dependency) -> None:
+        # faust creates this one itself (internal): the same replication and min.insync.replicas as ours
         self.requests = app.topic(scoring_topic_name(cfg), key_type=bytes, value_type=bytes, internal=True,
-                                  partitions=cfg.topics.partitions)
+                                  partitions=cfg.topics.partitions, replicas=cfg.topics.replication_factor,
+                                  config=cfg.topics.topic_configs() or None)
         self.predictions = app.topic(cfg.topics.predictions, key_type=bytes, value_type=bytes)
         self.deadletter = app.topic(cfg.topics.deadletter, key_type=bytes, value_type=bytes)
         self.kafka = kafka

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(cfg: StreamConfig, names: list[str] | None = None) -> None:
-    """Create topics (default: input, output, dead letters) with the configured partitions if absent;
+    """Create topics (default: input, output, dead letters) with the configured partitions, replication and
+    `min.insync.replicas` if absent (an existing topic is left as it is);
     waits while the broker cannot be reached (the outage policy of `outages.Dependency`)."""
     Dependency.from_config("kafka", cfg.resilience).call_sync(lambda: _create_missing(cfg, names), "topic creation")
 
@@ -31,7 +32,8 @@ def _create_missing(cfg: StreamConfig, names: list[str] | None) -> None:
         existing = set(admin.list_topics())
         wanted = names or [cfg.topics.sensors, cfg.topics.predictions, cfg.topics.deadletter]
         new = [
-            NewTopic(name, cfg.topics.partitions, cfg.topics.replication_factor)
+            NewTopic(name, cfg.topics.partitions, cfg.topics.replication_factor,
+                     topic_configs=cfg.topics.topic_configs())
             for name in wanted
             if name not in existing
         ]

@@ -21,6 +21,9 @@ from stream_app.config import ChannelLimits
 from stream_app.errors import SimulationError
 from stream_app.tools.progress import progress_bar
 
+#: kafka-python's delivery and blocking deadlines for "wait for the brokers, however long" (24.8 days)
+WAIT_FOREVER_MS = 2**31 - 1
+
 log = logging.getLogger(__name__)
 
 
@@ -200,8 +203,13 @@ def run_simulation(
 
     check_connections(cfg, redis=False)  # kafka-python would hide a refused password behind a 30 s timeout
     rng = np.random.default_rng(seed)
+    # acks=all (idempotent, retried): a record is sent once it is on min.insync.replicas brokers. While the
+    # cluster cannot take writes (too few brokers in sync), sends wait: no delivery or blocking deadline, so a
+    # record is never dropped after a timeout; a record the broker refuses for good stops the run (below)
     producer = KafkaProducer(**kafka_python_kwargs(cfg.kafka), linger_ms=10, acks="all",
-                             max_request_size=4 * 1024 * 1024)
+                             max_request_size=4 * 1024 * 1024, delivery_timeout_ms=WAIT_FOREVER_MS,
+                             max_block_ms=WAIT_FOREVER_MS)
+    refused: list[BaseException] = []
     limiter = RateLimiter(rate_per_s)
     summary = SimulationSummary(castings=len(castings), casting_ids=[c.casting_id for c in castings])
     total = sum(len(c.values) for c in castings)
@@ -210,7 +218,7 @@ def run_simulation(
         for key, value in interleave(castings, strands=strands, chunk_size=chunk_size):
             if stop is not None and stop.is_set():
                 break
-            producer.send(cfg.topics.sensors, key=key.encode(), value=value)
+            producer.send(cfg.topics.sensors, key=key.encode(), value=value).add_errback(refused.append)
             summary.messages += 1
             n_readings = _readings_in(value)
             summary.readings += n_readings
@@ -218,10 +226,12 @@ def run_simulation(
             limiter.wait()
             if bad_share and rng.random() < bad_share:
                 bad_key, bad_value, _ = bad_messages(rng, f"{summary.messages}", cfg.validation.channels)
-                producer.send(cfg.topics.sensors, key=bad_key, value=bad_value)
+                producer.send(cfg.topics.sensors, key=bad_key, value=bad_value).add_errback(refused.append)
                 summary.bad_messages += 1
     producer.flush()
     producer.close()
+    if refused:
+        raise SimulationError(f"the broker refused {len(refused)} record(s) of {cfg.topics.sensors}: {refused[0]}")
     summary.seconds = time.monotonic() - began
     return summary
 
