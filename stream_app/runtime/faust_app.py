@@ -256,4 +256,4 @@ async def _probe(dep: Dependency, ask, interval_s: float) -> None:
             raise
         dep.failed(exc, "health probe")
     else:
-        dep.succeeded()
+        dep.probe_succeeded()  # not while a send or a write of this dependency is still being retried

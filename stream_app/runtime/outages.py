@@ -74,6 +74,7 @@ class Dependency:
         self.outages = 0
         self.longest_outage_s = 0.0
         self._accounted_until = 0.0
+        self._retrying = 0  # calls now waiting out a failure: only their success ends the outage
         if up_gauge is not None:
             up_gauge.set(1)
 
@@ -111,6 +112,13 @@ class Dependency:
         if self.up_gauge is not None:
             self.up_gauge.set(1)
 
+    def probe_succeeded(self) -> None:
+        """A health probe got an answer. It ends the outage only while no call is retrying: a broker that
+        answers metadata requests may still refuse writes (too few in-sync replicas, lost quorum), and
+        readiness must not flip back while the sends that matter still fail."""
+        if self._retrying == 0:
+            self.succeeded()
+
     def _account(self, now: float) -> None:
         if self.outage_seconds is not None and now > self._accounted_until:
             self.outage_seconds.inc(now - self._accounted_until)
@@ -136,7 +144,11 @@ class Dependency:
             async def attempt() -> T:  # an `async def`, so tenacity awaits it (a lambda's coroutine it would return)
                 return await fn()
 
-            result = await AsyncRetrying(sleep=asyncio.sleep, **self._policy(what, give_up, on_failure))(attempt)
+            self._retrying += 1
+            try:
+                result = await AsyncRetrying(sleep=asyncio.sleep, **self._policy(what, give_up, on_failure))(attempt)
+            finally:
+                self._retrying -= 1
         self.succeeded()
         return result
 

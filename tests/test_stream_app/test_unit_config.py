@@ -114,6 +114,8 @@ def test_empty_config_file_gives_defaults(tmp_path):
         pytest.param({"STREAM_APP__WINDOW__MAX_GAP_SHARE": "1.5"}, "window.max_gap_share", id="share-above-1"),
         pytest.param({"STREAM_APP__KAFKA__SECURITY_PROTOCOL": "TLS"}, "kafka.security_protocol", id="protocol"),
         pytest.param({"STREAM_APP__TOPICS__PARTITIONS": "0"}, "topics.partitions", id="partitions"),
+        pytest.param({"STREAM_APP__TOPICS__MIN_INSYNC_REPLICAS": "2"}, "topics", id="min-isr-above-replication"),
+        pytest.param({"STREAM_APP__TOPICS__MIN_INSYNC_REPLICAS": "0"}, "topics.min_insync_replicas", id="min-isr-0"),
         pytest.param({"STREAM_APP__APP_ID": "has space"}, "app_id", id="app-id-pattern"),
         pytest.param({"STREAM_APP__METRICS__PORT": "70000"}, "metrics.port", id="port"),
         pytest.param({"STREAM_APP__REDIS__URL": "http://cache:6379"}, "redis.url", id="redis-scheme-http"),
@@ -130,6 +132,15 @@ def test_invalid_values_name_the_key(environ, key):
     assert message.startswith("invalid configuration:")
     assert f"  {key}: " in message
     assert key in caught.value.keys
+
+
+def test_min_insync_replicas_goes_into_the_topic_config():
+    assert load_config(environ={}).topics.topic_configs() == {}  # the broker's default
+    cfg = load_config(environ={"STREAM_APP__TOPICS__REPLICATION_FACTOR": "3",
+                               "STREAM_APP__TOPICS__MIN_INSYNC_REPLICAS": "2"})
+    assert cfg.topics.topic_configs() == {"min.insync.replicas": "2"}
+    with pytest.raises(ConfigError, match=r"min_insync_replicas \(3\) must be at most replication_factor \(1\)"):
+        load_config(environ={"STREAM_APP__TOPICS__MIN_INSYNC_REPLICAS": "3"})
 
 
 def test_redis_scheme_error_says_which_schemes():

@@ -70,6 +70,26 @@ async def test_readiness_drops_during_the_outage():
     assert dep.ready
 
 
+async def test_a_probe_does_not_end_an_outage_while_a_call_still_fails():
+    """A broker that answers metadata (the probe) while writes fail (too few in-sync replicas): unready
+    until the write itself goes through."""
+    dep = Dependency("kafka", initial_wait_s=0.001, max_wait_s=0.001)
+    seen = []
+
+    async def send() -> None:
+        dep.probe_succeeded()  # the health probe answered between two attempts
+        seen.append(dep.ready)
+        if len(seen) < 4:
+            raise TimeoutError("NotEnoughReplicas")
+
+    await dep.call(send, "sends")
+    assert seen == [True, False, False, False]
+    assert dep.ready
+    dep.failed(TimeoutError("probe"), "health probe")  # an outage seen by the probe alone ...
+    dep.probe_succeeded()  # ... is ended by the probe
+    assert dep.ready
+
+
 @pytest.mark.parametrize("exc", [ValueError("a bug"), KeyError("x")])
 async def test_anything_but_an_outage_propagates_at_once(exc):
     dep = Dependency("redis")
