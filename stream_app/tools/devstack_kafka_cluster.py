@@ -168,10 +168,11 @@ def under_replicated(settings: ClusterSettings) -> list[str]:
     admin = _admin(settings, settings.bootstrap_servers)
     try:
         lagging = []
-        for topic in admin.describe_topics():
-            for partition in topic.get("partitions", []):
-                if len(partition["isr"]) < len(partition["replicas"]):
-                    lagging.append(f"{topic['topic']}[{partition['partition']}]")
+        topics = admin.list_topics()  # describe_topics() with no names describes none
+        for topic in admin.describe_topics(topics) if topics else []:
+            for partition in topic["partitions"]:
+                if len(partition["isr_nodes"]) < len(partition["replica_nodes"]):
+                    lagging.append(f"{topic['name']}[{partition['partition_index']}]")
         return lagging
     finally:
         admin.close()
