@@ -214,6 +214,9 @@ class ResilienceConfig(_Section):
     retry_initial_s: float = Field(0.1, gt=0)  # first wait after a failed call; doubles, with jitter
     retry_max_s: float = Field(5.0, gt=0)  # longest wait between two attempts
     probe_interval_s: float = Field(2.0, gt=0)  # readiness: Redis and the broker are asked this often
+    # a call still unanswered after this long counts as an outage (unready) while it goes on waiting: a producer
+    # whose partition leader is gone for good waits without an error (two of three brokers down)
+    stall_after_s: float = Field(10.0, gt=0)
     shutdown_grace_s: float = Field(30.0, gt=0)  # after SIGTERM the process exits within this, even mid-outage
 
 

@@ -59,6 +59,7 @@ class Dependency:
         *,
         initial_wait_s: float = 0.1,
         max_wait_s: float = 5.0,
+        stall_after_s: float | None = None,
         up_gauge=None,
         outage_seconds=None,
         clock: Callable[[], float] = time.monotonic,
@@ -66,6 +67,7 @@ class Dependency:
         self.name = name
         self.initial_wait_s = initial_wait_s
         self.max_wait_s = max_wait_s
+        self.stall_after_s = stall_after_s
         self.up_gauge = up_gauge
         self.outage_seconds = outage_seconds
         self.clock = clock
@@ -74,14 +76,14 @@ class Dependency:
         self.outages = 0
         self.longest_outage_s = 0.0
         self._accounted_until = 0.0
-        self._retrying = 0  # calls now waiting out a failure: only their success ends the outage
+        self._retrying = 0  # calls now waiting out a failure or a stall: only their success ends the outage
         if up_gauge is not None:
             up_gauge.set(1)
 
     @classmethod
     def from_config(cls, name: str, cfg: ResilienceConfig, up_gauge=None, outage_seconds=None) -> Dependency:
-        return cls(name, initial_wait_s=cfg.retry_initial_s, max_wait_s=cfg.retry_max_s, up_gauge=up_gauge,
-                   outage_seconds=outage_seconds)
+        return cls(name, initial_wait_s=cfg.retry_initial_s, max_wait_s=cfg.retry_max_s,
+                   stall_after_s=cfg.stall_after_s, up_gauge=up_gauge, outage_seconds=outage_seconds)
 
     @property
     def ready(self) -> bool:
@@ -137,12 +139,12 @@ class Dependency:
         (e.g. the partitions of the batch in hand were revoked, so it is no longer ours to finish).
         `on_failure()` is called after each failed attempt (a metric of the caller's)."""
         try:
-            result = await fn()  # the common case costs one await, not a retry loop
+            result = await self._watched(fn, what)  # the common case costs one await, not a retry loop
         except BaseException as exc:
             self._first_failure(exc, what, give_up, on_failure)
 
             async def attempt() -> T:  # an `async def`, so tenacity awaits it (a lambda's coroutine it would return)
-                return await fn()
+                return await self._watched(fn, what)
 
             self._retrying += 1
             try:
@@ -151,6 +153,29 @@ class Dependency:
                 self._retrying -= 1
         self.succeeded()
         return result
+
+    async def _watched(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        """`await fn()`; if it has not answered after `stall_after_s`, the dependency is unready from then
+        until a call succeeds (the call itself goes on waiting). An aiokafka producer whose partition leader
+        is known but unreachable (two of three brokers down, no quorum to elect another) neither sends nor
+        fails: without this the worker would look ready while nothing leaves it."""
+        if self.stall_after_s is None:
+            return await fn()
+        stalled = False
+
+        def stall() -> None:
+            nonlocal stalled
+            stalled = True
+            self._retrying += 1
+            self.failed(TimeoutError(f"no answer within {self.stall_after_s:g} s"), what)
+
+        timer = asyncio.get_running_loop().call_later(self.stall_after_s, stall)
+        try:
+            return await fn()
+        finally:
+            timer.cancel()
+            if stalled:
+                self._retrying -= 1
 
     def call_sync(self, fn: Callable[[], T], what: str) -> T:
         """`fn()` until it succeeds, with the same policy as `call`, for blocking start-up work."""

@@ -90,6 +90,28 @@ async def test_a_probe_does_not_end_an_outage_while_a_call_still_fails():
     assert dep.ready
 
 
+async def test_a_call_that_hangs_makes_the_dependency_unready_until_it_answers():
+    """A send to a leader that is gone for good neither succeeds nor fails: after `stall_after_s` the
+    dependency is unready (the probe cannot end that), and ready again once the call answers."""
+    dep = Dependency("kafka", stall_after_s=0.05)
+    answer = asyncio.Event()
+
+    async def send() -> str:
+        await answer.wait()
+        return "acked"
+
+    task = asyncio.create_task(dep.call(send, "sending predictions"))
+    await asyncio.sleep(0.01)
+    assert dep.ready
+    await asyncio.sleep(0.1)
+    assert not dep.ready
+    dep.probe_succeeded()
+    assert not dep.ready
+    answer.set()
+    assert await task == "acked"
+    assert dep.ready
+
+
 @pytest.mark.parametrize("exc", [ValueError("a bug"), KeyError("x")])
 async def test_anything_but_an_outage_propagates_at_once(exc):
     dep = Dependency("redis")
