@@ -33,6 +33,7 @@ import faust
 from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis, faust_broker_credentials
 from stream_app.runtime.ingest_loop import IngestLoop
+from stream_app.runtime.kafka_readiness import KafkaReadiness
 from stream_app.runtime.metrics import Metrics
 from stream_app.runtime.model_swap import FileSignature, ModelWatcher
 from stream_app.runtime.outages import Dependency, RetryingWindowStore, is_outage, quiet_client_loggers
@@ -233,15 +234,24 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
     else:
         metrics.set_model(pipeline.scoring.scorer.version)
 
+    # read: the sensors and the scoring requests; written: the scoring requests and both outputs
+    kafka_readiness = KafkaReadiness(cfg, read_topics=[cfg.topics.sensors],
+                                     write_topics=[scoring_topic_name(cfg), cfg.topics.predictions,
+                                                   cfg.topics.deadletter])
+
     @app.task
     async def probe() -> None:
-        """Readiness while nothing else calls: ask Redis and the broker every `probe_interval_s`."""
+        """Readiness while nothing else calls: ask Redis and the broker every `probe_interval_s` (the broker:
+        do the partitions we use have leaders and enough in-sync replicas that answer; `kafka_readiness`)."""
         interval = cfg.resilience.probe_interval_s
-        while True:
-            await asyncio.sleep(interval)
-            await _probe(pipeline.redis, pipeline.store.client.ping, interval)
-            if ingest.consumer is not None:
-                await _probe(pipeline.kafka, ingest.consumer.topics, interval)
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                await _probe(pipeline.redis, pipeline.store.client.ping, interval)
+                if ingest.consumer is not None:
+                    await _probe(pipeline.kafka, kafka_readiness.check, interval)
+        finally:
+            await kafka_readiness.close()
 
     return app
 
