@@ -36,6 +36,9 @@ from stream_app.tools import devstack as ds
 log = logging.getLogger(__name__)
 
 NODE_IDS = (1, 2, 3)
+#: the nodes this process started, by pid: kept so they are reaped when killed (no zombie) and not reported
+#: as "still running" when a short-lived caller (a test) lets go of them; the nodes outlive it either way
+_launched: dict[int, subprocess.Popen] = {}
 REPLICATION_FACTOR = 3
 MIN_INSYNC_REPLICAS = 2
 
@@ -240,6 +243,7 @@ def _launch_node(settings: ClusterSettings, node_id: int) -> subprocess.Popen:
             start_new_session=True,  # survives the shell that ran `up`; `down` stops it by pid
         )
     node.kafka_pidfile.write_text(str(proc.pid))
+    _launched[proc.pid] = proc
     log.info("kafka node %d starting on %s (pid %d)", node_id, node.kafka_bootstrap, proc.pid)
     return proc
 
@@ -276,6 +280,9 @@ def kill_node(settings: ClusterSettings, node_id: int) -> bool:
         return False
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
+    proc = _launched.pop(pid, None)
+    if proc is not None:
+        proc.wait(timeout=30)
     deadline = time.monotonic() + 30
     while ds._is_ours(pid, ds.KAFKA_MAIN_CLASS) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -304,6 +311,9 @@ def down(settings: ClusterSettings) -> list[ds.ServiceStatus]:
         if ds._is_ours(pid, ds.KAFKA_MAIN_CLASS):
             assert pid is not None
             ds._stop_pid(pid, f"kafka node {node_id}")
+            proc = _launched.pop(pid, None)
+            if proc is not None:
+                proc.wait(timeout=30)
         elif pid is not None:
             log.info("kafka node %d: pid file names %d, which is not our process any more; leaving it", node_id, pid)
         node.kafka_pidfile.unlink(missing_ok=True)
