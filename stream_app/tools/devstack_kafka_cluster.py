@@ -283,8 +283,12 @@ def kill_node(settings: ClusterSettings, node_id: int) -> bool:
     proc = _launched.pop(pid, None)
     if proc is not None:
         proc.wait(timeout=30)
+    # gone means its ports are closed too: a dying process loses its command line before its sockets
     deadline = time.monotonic() + 30
-    while ds._is_ours(pid, ds.KAFKA_MAIN_CLASS) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        ds._is_ours(pid, ds.KAFKA_MAIN_CLASS)
+        or any(ds._port_open(node.host, port) for port in (node.kafka_port, node.kafka_controller_port))
+    ):
         time.sleep(0.05)
     log.info("kafka node %d killed (pid %d)", node_id, pid)
     return True
