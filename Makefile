@@ -5,17 +5,18 @@ PY := .venv/bin/python
 APP := .venv/bin/stream-app
 STAMP := .venv/.installed
 
-.PHONY: help install services services-secured down status test test-unit lint compose-check demo clean
+.PHONY: help install services services-secured services-kafka-cluster down status test test-unit test-kafka-cluster lint compose-check demo clean
 
 help:
 	@echo "make demo      - install, start Kafka+Redis, run the worker and the simulator, show predictions"
-	@echo "make test      - install, start Kafka+Redis, run lint, compose check and the whole test suite"
+	@echo "make test      - install, start Kafka+Redis, run lint, compose check and the test suite (all but cluster)"
 	@echo "make install   - system packages (apt), .venv with the project and its pinned dependencies"
 	@echo "make services  - start the local Kafka and Redis (stream-app devstack up)"
 	@echo "make down      - stop them"
 	@echo "make dashboard - serve the control-room page on http://127.0.0.1:8050/ (stream-app dashboard)"
 	@echo "make ops       - Kafka+Redis plus Prometheus with the alerting rules on http://127.0.0.1:9090/"
 	@echo "make services-secured - the secured stack too: Kafka SASL_SSL, Redis TLS + ACL user (make test starts it)"
+	@echo "make test-kafka-cluster - three Kafka brokers (devstack up --kafka-cluster) and the tests marked cluster"
 
 $(STAMP): pyproject.toml constraints.txt
 	./scripts/install-system-deps.sh
@@ -34,9 +35,14 @@ services: install
 services-secured: install
 	$(APP) devstack up --secured
 
+# three Kafka brokers (KRaft, replication 3, min ISR 2) on 19092-19094; the tests marked `cluster` use them
+services-kafka-cluster: install
+	$(APP) devstack up --kafka-cluster
+
 down:
 	-$(APP) devstack down
 	-$(APP) devstack down --secured
+	-$(APP) devstack down --kafka-cluster
 
 status:
 	$(APP) devstack status
@@ -53,7 +59,11 @@ test-unit: install
 	.venv/bin/pytest -m "not integration"
 
 test: lint compose-check services services-secured
-	.venv/bin/pytest
+	.venv/bin/pytest -m "not cluster"
+
+# the broker-failure and many-worker tests against three brokers (about 2.5 min); CI runs it once, separately
+test-kafka-cluster: services services-kafka-cluster
+	.venv/bin/pytest -m cluster
 
 demo: install
 	$(APP) demo

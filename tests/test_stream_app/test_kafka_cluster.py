@@ -225,6 +225,7 @@ def test_broker_killed_mid_stream_then_a_second_one_briefly(nodes, kafka_cluster
             figures["second_kill_node"] = second
             second_killed_at, second_wall = time.monotonic(), time.time()
             assert cluster.kill_node(nodes, second)
+            release.set()  # the stream's last fifth: castings that can only be scored after this kill
             figures["second_new_prediction_s"] = wait_until(lambda: scored_since(predictions, second_wall),
                                                             "a prediction scored after the second kill", 120, worker)
             cluster.start_node(nodes, second)  # briefly down: back as soon as the stream goes on without it
