@@ -45,8 +45,11 @@ class KafkaReadiness:
                 await client.close()
                 raise
             self._client = client
+            client.set_topics(self.read_topics + self.write_topics)  # our topics' metadata only, not the cluster's
         client = self._client
-        metadata = await client.fetch_all_metadata()
+        if not await client.force_metadata_update():
+            raise KafkaError("no broker answered a metadata request")
+        metadata = client.cluster
         needs: dict[TopicPartition, int] = {}  # partition -> in-sync replicas that must answer
         for topics, wanted in ((self.read_topics, 1), (self.write_topics, self.min_insync)):
             for topic in topics:
