@@ -62,13 +62,16 @@ clean: down
 	rm -rf .devstack
 
 # ---- benchmarks (bench/); each prints its table and writes it, with the machine, into docs/BENCHMARKS.md
-.PHONY: bench-peer-env bench-peer bench-scoring bench-ingest bench-e2e bench-gpu bench-uea chaos
+.PHONY: bench-peer-env bench-peer bench-scoring bench-ingest bench-replay bench-e2e bench-gpu bench-uea chaos
 
 bench-scoring: services
 	$(PY) bench/bench_scoring.py --doc
 
 bench-ingest: services
 	$(PY) bench/bench_ingest.py --doc
+
+bench-replay: services
+	$(PY) bench/bench_replay.py --doc
 
 # the Quix Streams peer's own environment: quixstreams 3.28.1 pins pydantic < 2.14, the project uses 2.14
 .venv-quix/.installed: bench/requirements-peer.txt

@@ -100,6 +100,14 @@ def devstack_status(settings, secured: bool) -> None:
     sys.exit(0 if _print_status(stack.status(stack_settings)) else 1)
 
 
+def _processes(value: str) -> str:
+    """`replay --processes`: 'auto' or a whole number of at least 1 (as text)."""
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value
+    raise click.BadParameter(f"{value!r} is neither 'auto' nor a whole number of at least 1",
+                             param_hint="--processes")
+
+
 def _config_option(fn):
     return click.option(
         "--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -172,13 +180,18 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
               help="Backtest a candidate model instead of model.checkpoint; its predictions go to "
                    "<predictions>.replay-<its version> unless --output-topic says otherwise.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def replay(config_path, start, until, output_topic, deadletter_topic, app_id, checkpoint, no_progress) -> None:
+@click.option("--processes", default="1", show_default=True, callback=lambda ctx, param, value: _processes(value),
+              help="Replay processes sharing the partitions (Python scores on one core per process); "
+                   "'auto': one per core, at most one per partition.")
+def replay(config_path, start, until, output_topic, deadletter_topic, app_id, checkpoint, no_progress,
+           processes) -> None:
     """Re-score a historical sensor topic without touching the live worker's state."""
     import asyncio
     import time
 
     from stream_app.config import load_config
     from stream_app.runtime.replay import run_replay
+    from stream_app.runtime.replay_parallel import run_parallel_replay
     from stream_app.service.model_runner import load_scorer
     from stream_app.tools.progress import ReplayProgress
 
@@ -193,8 +206,13 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
         deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay-{scorer.version}"
     progress = ReplayProgress(enabled=not no_progress)
     try:
-        summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
-                                         deadletter_topic=deadletter_topic, on_progress=progress))
+        if processes == "1":
+            summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
+                                             deadletter_topic=deadletter_topic, on_progress=progress))
+        else:
+            summary = run_parallel_replay(cfg, checkpoint, processes=processes, start=start, until=until,
+                                          predictions_topic=output_topic, deadletter_topic=deadletter_topic,
+                                          on_progress=progress)
     finally:
         progress.close()
     for line in summary.lines():
