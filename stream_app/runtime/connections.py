@@ -89,6 +89,15 @@ class HiredisPacking:
             raise DataError(str(exc)) from None
 
 
+async def ping_redis(client: AsyncRedisClient) -> None:
+    """PING the server, or every master of a cluster: a cluster client's plain PING asks one node, which
+    answers while another master (and its share of the castings) is down."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.ping(target_nodes=redis.asyncio.cluster.RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
+
+
 def create_redis_sync(cfg: RedisConfig) -> SyncRedisClient:
     """The blocking client (redis-py packs its commands with hiredis itself); a cluster client connects to
     the seed node at once, to learn the cluster's layout."""
