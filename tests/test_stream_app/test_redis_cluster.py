@@ -196,3 +196,32 @@ def test_a_master_killed_during_ingest_is_waited_out(redis_cluster_service_confi
                                                      tiny_checkpoint, cluster_master):
     test_redis_outages.test_redis_killed_during_ingest(
         redis_cluster_service_config, worker_factory, reader_factory, tiny_checkpoint, cluster_master)
+
+
+# --------------------------------------------------------------------------- the devstack command
+
+
+def test_devstack_up_is_idempotent_and_down_stops_only_its_own_nodes(tmp_path, cluster_settings, redis_cluster_env):
+    """A second cluster of its own (folder and ports), through the CLI: up twice (same pids), status, down."""
+    from click.testing import CliRunner
+
+    from stream_app.cli import cli
+    from stream_app.tools.devstack import DevstackSettings
+
+    env = {"DEVSTACK_REDIS_CLUSTER_PORT": "17101"}
+    mine = rc.RedisClusterSettings(plain=DevstackSettings.from_env(tmp_path), first_port=17101)
+    runner = CliRunner()
+    try:
+        first = runner.invoke(cli, ["devstack", "--dir", str(tmp_path), "up", "--redis-cluster"], env=env)
+        assert first.exit_code == 0, first.output
+        pids = [row.pid for row in rc.status(mine)]
+        again = runner.invoke(cli, ["devstack", "--dir", str(tmp_path), "up", "--redis-cluster"], env=env)
+        assert again.exit_code == 0 and [row.pid for row in rc.status(mine)] == pids, again.output
+        assert again.output.count("healthy") == 3 and "cluster_state:ok known_nodes:3" in again.output
+        assert all((tmp_path / "redis-cluster" / f"node-{p}" / "nodes.conf").exists() for p in mine.ports)
+        status = runner.invoke(cli, ["devstack", "--dir", str(tmp_path), "status", "--redis-cluster"], env=env)
+        assert status.exit_code == 0, status.output
+    finally:
+        down = runner.invoke(cli, ["devstack", "--dir", str(tmp_path), "down", "--redis-cluster"], env=env)
+    assert down.exit_code == 0 and down.output.count("stopped") == 3, down.output
+    assert all(row.healthy for row in rc.status(cluster_settings)), "the suite's cluster must be left alone"
