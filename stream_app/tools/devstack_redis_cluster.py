@@ -2,14 +2,17 @@
 
 Beside the plaintext stack (`devstack`), with its own ports and folder, ``<devstack dir>/redis-cluster/``:
 
-    node-17001/, node-17002/, node-17003/   each master's AOF (appendonlydir/), nodes.conf, redis.log, pid file
+    node-17001/, node-17002/, node-17003/   each master's redis.conf (mode 0600), AOF (appendonlydir/),
+                                            nodes.conf, redis.log, pid file
 
 Each master runs in cluster mode (``cluster-enabled yes``) with AOF like the plain stack's Redis, and no
 replicas: a master that dies takes its slots down until it is started again (then it rejoins from its
 ``nodes.conf`` and replays its AOF), which is what the fault tests want to see. ``up`` joins fresh nodes
 with ``redis-cli --cluster create ... --cluster-replicas 0`` and waits until every node says
 ``cluster_state:ok``; it is idempotent. ``down`` stops only the processes whose pid files it wrote.
-Ports: ``$DEVSTACK_REDIS_CLUSTER_PORT`` (17001) and the next two.
+Ports: ``$DEVSTACK_REDIS_CLUSTER_PORT`` (17001) and the next two. Settings given a `tls` folder and a
+`password` make a secured cluster instead (TLS only on the client and the bus ports, ``requirepass``),
+which the tests use to show that TLS and passwords work on a cluster as on one server.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stream_app.config import ENV_PREFIX
 from stream_app.errors import DevstackError
 from stream_app.tools import devstack as ds
+from stream_app.tools.certs import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class RedisClusterSettings:
 
     plain: ds.DevstackSettings
     first_port: int = 17001
+    tls: TlsFiles | None = None  # a secured cluster: TLS on every port (client and bus), this CA's certificate
+    password: str | None = None  # ``requirepass``/``masterauth``: never on a command line, only in redis.conf
 
     @classmethod
     def from_env(cls, root: Path | None = None) -> RedisClusterSettings:
@@ -69,13 +76,54 @@ class RedisClusterSettings:
 
     @property
     def seed_url(self) -> str:
-        return f"redis://{self.host}:{self.first_port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.first_port}/0"
 
 
 def client_env(settings: RedisClusterSettings) -> dict[str, str]:
     """The ``STREAM_APP__*`` variables that point a client's Redis at the cluster (one seed node: the
-    cluster client discovers the others)."""
-    return {f"{ENV_PREFIX}REDIS__URL": settings.seed_url, f"{ENV_PREFIX}REDIS__CLUSTER": "true"}
+    cluster client discovers the others), with the CA and the password of a secured one."""
+    env = {f"{ENV_PREFIX}REDIS__URL": settings.seed_url, f"{ENV_PREFIX}REDIS__CLUSTER": "true"}
+    if settings.tls:
+        env[f"{ENV_PREFIX}REDIS__SSL_CAFILE"] = str(settings.tls.ca_cert)
+    if settings.password:
+        env[f"{ENV_PREFIX}REDIS__PASSWORD"] = settings.password
+    return env
+
+
+def _node_client(settings: RedisClusterSettings, port: int, timeout_s: float):
+    """A plain client to one node (PING, CLUSTER INFO), with the cluster's TLS and password."""
+    import redis
+
+    kwargs: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s,
+                              "password": settings.password}
+    if settings.tls:
+        kwargs.update(ssl=True, ssl_ca_certs=str(settings.tls.ca_cert))
+    return redis.Redis(host=settings.host, port=port, **kwargs)
+
+
+def _redis_conf(settings: RedisClusterSettings, port: int) -> str:
+    lines = [
+        f"bind {settings.host}",
+        f"dir {settings.node_dir(port)}",
+        "cluster-enabled yes",
+        "cluster-config-file nodes.conf",  # in `dir`: each node has its own
+        f"cluster-node-timeout {NODE_TIMEOUT_MS}",
+        "appendonly yes",
+        "appendfsync everysec",
+        'save ""',
+        "daemonize yes",
+        f"pidfile {settings.pidfile(port)}",
+        f"logfile {settings.log_file(port)}",
+    ]
+    if settings.tls:
+        tls = settings.tls
+        lines += ["port 0", f"tls-port {port}", "tls-cluster yes", f"tls-cert-file {tls.server_cert}",
+                  f"tls-key-file {tls.server_key}", f"tls-ca-cert-file {tls.ca_cert}", "tls-auth-clients no"]
+    else:
+        lines.append(f"port {port}")
+    if settings.password:
+        lines += [f"requirepass {settings.password}", f"masterauth {settings.password}"]
+    return "\n".join([*lines, ""])
 
 
 # --------------------------------------------------------------------------- one node
@@ -87,9 +135,7 @@ def _marker(settings: RedisClusterSettings, port: int) -> str:
 
 
 def _cluster_info(settings: RedisClusterSettings, port: int) -> dict[str, str]:
-    import redis
-
-    client = redis.Redis(host=settings.host, port=port, socket_timeout=2, socket_connect_timeout=2)
+    client = _node_client(settings, port, 2)
     try:
         return {str(k): str(v) for k, v in client.cluster("INFO").items()}
     finally:
@@ -125,7 +171,7 @@ def _node_running(settings: RedisClusterSettings, port: int) -> bool:
 def _pinged(settings: RedisClusterSettings, port: int) -> tuple[bool, str]:
     import redis
 
-    client = redis.Redis(host=settings.host, port=port, socket_timeout=1, socket_connect_timeout=1)
+    client = _node_client(settings, port, 1)
     try:
         return bool(client.ping()), "PONG"
     except redis.RedisError as exc:
@@ -144,26 +190,12 @@ def _start_node(settings: RedisClusterSettings, port: int) -> None:
     if ds._port_open(settings.host, port) or ds._port_open(settings.host, port + 10000):
         raise DevstackError(f"port {port} (or its cluster bus port {port + 10000}) is taken by a process this "
                             "devstack did not start; stop it or choose other ports with DEVSTACK_REDIS_CLUSTER_PORT")
-    node_dir = settings.node_dir(port)
-    node_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            server,
-            "--bind", settings.host,
-            "--port", str(port),
-            "--dir", str(node_dir),
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", "nodes.conf",  # in --dir: each node has its own
-            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--daemonize", "yes",
-            "--pidfile", str(settings.pidfile(port)),
-            "--logfile", str(settings.log_file(port)),
-        ],
-        check=True,
-    )
+    conf = settings.node_dir(port) / "redis.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold the password
+    with os.fdopen(fd, "w") as out:
+        out.write(_redis_conf(settings, port))
+    subprocess.run([server, str(conf)], check=True)
     ds._wait_until(lambda: _pinged(settings, port), f"redis cluster node {port}", 20, settings.log_file(port))
 
 
@@ -179,10 +211,12 @@ def _join(settings: RedisClusterSettings) -> None:
     cli = shutil.which("redis-cli")
     if cli is None:
         raise DevstackError("redis-cli not found: install it with `apt-get install redis-tools`")
+    secured = ["--tls", "--cacert", str(settings.tls.ca_cert)] if settings.tls else []
+    env = {**os.environ, "REDISCLI_AUTH": settings.password} if settings.password else None  # not in `ps`
     result = subprocess.run(
-        [cli, "--cluster", "create", *(f"{settings.host}:{p}" for p in settings.ports),
+        [cli, *secured, "--cluster", "create", *(f"{settings.host}:{p}" for p in settings.ports),
          "--cluster-replicas", "0", "--cluster-yes"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, env=env,
     )
     if result.returncode != 0:
         raise DevstackError(f"redis-cli --cluster create failed:\n{result.stdout}\n{result.stderr}")

@@ -225,3 +225,56 @@ def test_devstack_up_is_idempotent_and_down_stops_only_its_own_nodes(tmp_path, c
         down = runner.invoke(cli, ["devstack", "--dir", str(tmp_path), "down", "--redis-cluster"], env=env)
     assert down.exit_code == 0 and down.output.count("stopped") == 3, down.output
     assert all(row.healthy for row in rc.status(cluster_settings)), "the suite's cluster must be left alone"
+
+
+# --------------------------------------------------------------------------- TLS and a password
+
+
+@pytest.fixture(scope="module")
+def secured_cluster_env(tmp_path_factory):
+    """A Redis Cluster of its own with TLS on every port (client and bus) and a password, on 17201-17203;
+    stopped at the end of the module."""
+    import secrets
+
+    from stream_app.tools.certs import ensure_tls_files
+    from stream_app.tools.devstack import DevstackSettings
+
+    root = tmp_path_factory.mktemp("secured-cluster")
+    settings = rc.RedisClusterSettings(plain=DevstackSettings.from_env(root), first_port=17201,
+                                       tls=ensure_tls_files(root / "tls"), password=secrets.token_urlsafe(18))
+    try:
+        rc.up(settings)
+        yield settings, rc.client_env(settings)
+    finally:
+        rc.down(settings)
+
+
+def test_the_service_over_tls_and_a_password_on_the_cluster(secured_cluster_env, unique_name, tiny_checkpoint,
+                                                            worker_factory, reader_factory):
+    from stream_app.config import load_config
+    from tests.test_stream_app.conftest import redis_free_environ
+    from tests.test_stream_app.harness import create_topics
+
+    settings, env = secured_cluster_env
+    conf = settings.node_dir(settings.first_port) / "redis.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(redis.exceptions.ConnectionError):  # the plain port is closed: TLS only
+        redis.Redis(host=settings.host, port=settings.first_port, socket_timeout=2).ping()
+
+    def config(**overrides):
+        app_id = unique_name("rcluster-tls")
+        topics = {"sensors": f"{app_id}.sensors", "predictions": f"{app_id}.predictions",
+                  "deadletter": f"{app_id}.deadletter", **overrides.pop("topics", {})}
+        model = {"checkpoint": str(tiny_checkpoint), "device": "cpu", "torch_threads": 1}
+        cfg = load_config(environ=redis_free_environ(env), app_id=app_id, topics=topics, model=model, **overrides)
+        assert cfg.redis.cluster and cfg.redis.url.startswith("rediss://") and cfg.redis.password is not None
+        create_topics(cfg)
+        return cfg
+
+    test_service.test_300_castings_over_4_partitions_match_offline_forward(config, worker_factory, reader_factory,
+                                                                           tiny_checkpoint)
+    from stream_app.errors import ConnectionSettingsError
+    from stream_app.runtime.connections import _check_redis
+
+    with pytest.raises(ConnectionSettingsError, match=r"redis.password: Redis at 127\.0\.0\.1:17201 refused"):
+        _check_redis(config().redis.model_copy(update={"password": None}))
