@@ -29,7 +29,7 @@ def cli(verbose: bool) -> None:
 @click.pass_context
 def devstack(ctx: click.Context, root: Path | None) -> None:
     """Local Kafka (KRaft) and Redis for development and tests. Ports: $DEVSTACK_KAFKA_PORT,
-    $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT."""
+    $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT ($DEVSTACK_REDIS_CLUSTER_PORT: --redis-cluster)."""
     from stream_app.tools.devstack import DevstackSettings
 
     ctx.obj = DevstackSettings.from_env(root)
