@@ -48,13 +48,13 @@ class RedisWindowStore:
 
     # the braces are a hash tag: a casting's keys share a slot on a Redis Cluster (module docstring)
     def window_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:win:{{<casting_id>}}"
+        return f"{self.prefix}:win:{{{casting_id}}}"
 
     def done_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:done:{{<casting_id>}}"
+        return f"{self.prefix}:done:{{{casting_id}}}"
 
     def seal_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:seal:{{<casting_id>}}"
+        return f"{self.prefix}:seal:{{{casting_id}}}"
 
     async def lookup(
         self, casting_ids: Sequence[str], window_ids: Sequence[str]
@@ -181,7 +181,7 @@ class RedisWindowStore:
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
     def claim_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:claim:{{<casting_id>}}"
+        return f"{self.prefix}:claim:{{{casting_id}}}"
 
     async def claim(self, casting_ids: Sequence[str], hold_s: int) -> list[str]:
         """Claim abandoned castings for this sweep: only the caller whose `SET NX` made a casting's claim

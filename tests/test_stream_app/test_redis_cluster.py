@@ -100,6 +100,28 @@ def test_a_casting_s_keys_share_a_slot_and_castings_spread_over_every_master(str
     assert len(redis_client.hgetall(keys_of.window_key("SLOT-007"))) == 3
 
 
+def test_delete_prefix_finds_the_keys_on_every_master(stream_config, cluster_settings):
+    """The replay's and the dataset builder's clean-up: SCAN must walk every master, DEL split per slot."""
+    from stream_app.runtime.replay import delete_prefix
+
+    prefix = stream_config.redis_prefix
+
+    async def fill_and_delete() -> None:
+        client = create_redis(stream_config.redis)
+        pipe = client.pipeline(transaction=False)
+        for i in range(300):
+            pipe.set(f"{prefix}:win:{{D-{i}}}", i, ex=600)
+        await pipe.execute()
+        await delete_prefix(client, prefix)
+        await client.aclose()
+
+    asyncio.run(fill_and_delete())
+    for port in cluster_settings.ports:
+        node = redis.Redis(host=cluster_settings.host, port=port)
+        assert not list(node.scan_iter(match=f"{prefix}:*")), f"keys left on {port}"
+        node.close()
+
+
 def test_a_plain_client_on_a_cluster_node_and_a_cluster_client_on_a_plain_server_are_named(cluster_settings):
     from stream_app.config import RedisConfig
     from stream_app.errors import ConnectionSettingsError

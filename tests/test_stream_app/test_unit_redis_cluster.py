@@ -88,3 +88,15 @@ def test_the_cluster_devstack_takes_its_own_ports_and_gives_the_client_its_setti
     assert load_config(environ=env).redis.cluster
     monkeypatch.setenv("DEVSTACK_REDIS_CLUSTER_PORT", "18001")
     assert rc.RedisClusterSettings.from_env(tmp_path).ports == [18001, 18002, 18003]
+
+
+def test_a_casting_s_keys_carry_its_id_as_a_hash_tag():
+    from redis.crc import key_slot
+
+    from stream_app.service.redis_window_store import RedisWindowStore
+
+    store = RedisWindowStore(None, "csd:app", 60)  # key names only
+    keys = [store.window_key("C-1"), store.seal_key("C-1"), store.done_key("C-1"), store.claim_key("C-1")]
+    assert keys == ["csd:app:win:{C-1}", "csd:app:seal:{C-1}", "csd:app:done:{C-1}", "csd:app:claim:{C-1}"]
+    assert {key_slot(k.encode()) for k in keys} == {key_slot(b"C-1")}
+    assert store.window_key("C-1") != store.window_key("C-2")
