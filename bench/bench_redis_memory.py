@@ -1,122 +1,115 @@
-"""Redis memory per casting, open and after scoring: an input of the capacity model (docs/SCALING.md).
+"""Redis bytes per casting, for the capacity model: what one open casting and one scored casting keep.
 
-Runs the worker's own stages on the local Redis (`make services`): `IngestStage` buffers castings of a
-given length as the worker does (readings in chunks of 10, no end marker: the castings stay open), then
-end markers seal them and `ScoringStage` scores them with the default checkpoint, which stores each
-casting's outcome (the prediction JSON with its attention weights) and frees its window. For each
-length it reports Redis's `used_memory` growth per casting (keys, the open-castings set and allocator
-overhead included) and `MEMORY USAGE` of one casting's keys, while open and after scoring (the outcome
-and the seal stay `redis.key_ttl_s`, 24 h by default, so that a re-delivered end marker re-sends the
-same bytes). A benchmark, not a test: it asserts nothing.
+Writes castings through the service's own `RedisWindowStore` (chunked ingest, the end marker's seal, the
+stored prediction with its attention) and asks Redis `MEMORY USAGE key SAMPLES 0` (exact) for each key:
+    open casting     its window hash (steps x channels float32 rows) and its member of the `open` zset
+    scored casting   its seal hash and its stored outcome (`done`); the window is freed once it is scored
+The `open` zset's share is its usage divided by its members. Keys are under a `bench-<uuid>` prefix and
+deleted at the end. With --cluster the same runs on the Redis Cluster (`devstack up --redis-cluster`).
 
-    .venv/bin/python bench/bench_redis_memory.py [--castings 500] [--lengths 100 300 500] [--doc]
+    .venv/bin/python bench/bench_redis_memory.py [--steps 280] [--channels 5] [--castings 200] [--cluster]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_config, delete_redis_prefix, unique_name, write_checkpoint, write_doc_block  # noqa: E402
 
+import numpy as np  # noqa: E402
+from common import delete_redis_prefix, unique_name  # noqa: E402
+
+from stream_app.config import ChannelLimits, load_config  # noqa: E402
 from stream_app.runtime.connections import create_redis, create_redis_sync  # noqa: E402
-from stream_app.service.ingest_stage import IngestStage  # noqa: E402
-from stream_app.service.messages import MessageParser  # noqa: E402
-from stream_app.service.model_runner import load_scorer  # noqa: E402
-from stream_app.service.records import SourceRecord  # noqa: E402
+from stream_app.service.messages import Readings  # noqa: E402
+from stream_app.service.records import ScoringRequest  # noqa: E402
 from stream_app.service.redis_window_store import RedisWindowStore  # noqa: E402
-from stream_app.service.scoring_stage import ScoringStage  # noqa: E402
-from stream_app.tools.simulate import casting_messages, end_message  # noqa: E402
+from stream_app.service.scoring_stage import prediction_payload  # noqa: E402
+from stream_app.service.window_store import IngestWrites, Seal  # noqa: E402
 
 
-def records(cfg, casting_id: str, values, with_end: bool, offset: int) -> list[SourceRecord]:
-    messages = list(casting_messages(casting_id, values, chunk_size=10))
-    messages = messages if with_end else messages[:-1]
-    return [SourceRecord(cfg.topics.sensors, 0, offset + i, casting_id.encode(), m) for i, m in enumerate(messages)]
+def config(cluster: bool, channels: int):
+    env = {}
+    if cluster:
+        from stream_app.tools import devstack_redis_cluster as rc
+
+        env = rc.client_env(rc.RedisClusterSettings.from_env())
+    names = [ChannelLimits(name=f"ch{i}", unit="u", min=-1e9, max=1e9) for i in range(channels)]
+    return load_config(environ=env, app_id=unique_name("bench"), validation={"channels": names})
 
 
-def used_memory(sync) -> int:
-    return int(sync.info("memory")["used_memory"])
-
-
-def key_bytes(sync, keys: list[str]) -> int:
-    return sum(sync.memory_usage(k, samples=0) or 0 for k in keys)
-
-
-async def measure(cfg, scorer, length: int, castings: int) -> dict:
-    from models.synthetic import generate_castings
-
-    sync = create_redis_sync(cfg.redis)
+async def write(cfg, ids: list[str], steps: int, channels: int, chunk: int) -> None:
     client = create_redis(cfg.redis)
     store = RedisWindowStore(client, cfg.redis_prefix, cfg.redis.key_ttl_s)
-    ingest = IngestStage(MessageParser(cfg.validation), store)
-    scoring = ScoringStage(store, scorer, cfg.window, scorer.threshold(cfg.model.threshold), 64)
-    import numpy as np
+    rng = np.random.default_rng(0)
+    for casting_id in ids:
+        rows = rng.normal(100.0, 10.0, size=(steps, channels)).astype(np.float32)
+        readings = [Readings(casting_id, s, rows[s:s + chunk]) for s in range(0, steps, chunk)]
+        await store.write_ingest(IngestWrites(readings=readings, seals={}, discard=[]), now=time.time())
+    await client.aclose()
 
-    # the generator's castings, cut or repeated to `length` steps (their values stay within the limits)
-    data = [np.resize(s, (length, s.shape[1])) for s in generate_castings(castings, seed=length).sequences]
-    ids = [f"MEM-{length}-{i:05d}" for i in range(len(data))]
-    try:
-        before = used_memory(sync)
-        offset = 0
-        for casting_id, values in zip(ids, data, strict=True):
-            batch = records(cfg, casting_id, values, with_end=False, offset=offset)
-            offset += len(batch)
-            await ingest.process(batch, time.time())
-        opened = used_memory(sync)
-        one_open = key_bytes(sync, [store.window_key(ids[0])])
-        ends = [SourceRecord(cfg.topics.sensors, 0, offset + i, c.encode(), end_message(c, length))
-                for i, c in enumerate(ids)]
-        outcome = await ingest.process(ends, time.time())
-        for i in range(0, len(outcome.requests), 64):
-            scored = await scoring.process(outcome.requests[i : i + 64])
-            await scoring.finish(scored)
-        scored_memory = used_memory(sync)
-        one_done = key_bytes(sync, [store.done_key(ids[0]), store.seal_key(ids[0])])
-        return {"length": length, "castings": len(ids), "open_per_casting": (opened - before) / len(ids),
-                "open_key": one_open, "scored_per_casting": (scored_memory - before) / len(ids),
-                "scored_keys": one_done}
-    finally:
-        await client.aclose()
-        sync.close()
-        delete_redis_prefix(cfg)
+
+async def seal_and_score(cfg, ids: list[str], steps: int) -> None:
+    client = create_redis(cfg.redis)
+    store = RedisWindowStore(client, cfg.redis_prefix, cfg.redis.key_ttl_s)
+    seals = {c: Seal(steps, cfg.topics.sensors, i % 4, 1_000_000 + i) for i, c in enumerate(ids)}
+    await store.write_ingest(IngestWrites(readings=[], seals=seals, discard=[]), now=time.time())
+    rng = np.random.default_rng(1)
+    outcomes = []
+    for c in ids:
+        attention = rng.random(steps)
+        request = ScoringRequest(c, steps, time.time(), {"topic": cfg.topics.sensors, "partition": 0, "offset": 0})
+        payload = prediction_payload(request, float(rng.random()), attention / attention.sum(), threshold=0.5,
+                                     model_version="v1-3f9a0c1d2e4b", gaps_filled=0, batch_size=17, now=time.time())
+        outcomes.append((c, b"P" + payload))
+    await store.record_outcomes(outcomes)
+    await store.free(ids)
+    await client.aclose()
+
+
+def usage(client, key: str) -> int:
+    return int(client.memory_usage(key, samples=0) or 0)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--castings", type=int, default=500)
-    parser.add_argument("--lengths", type=int, nargs="+", default=[100, 300, 500])
-    parser.add_argument("--doc", action="store_true",
-                        help="write the table into docs/BENCHMARKS.md (block redis-memory)")
+    parser.add_argument("--steps", type=int, default=280)
+    parser.add_argument("--channels", type=int, default=5)
+    parser.add_argument("--castings", type=int, default=200)
+    parser.add_argument("--chunk", type=int, default=10, help="readings per message")
+    parser.add_argument("--cluster", action="store_true")
     args = parser.parse_args()
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = bench_config(unique_name("mem"), write_checkpoint("default", Path(tmp)))
-        scorer = load_scorer(cfg.model, cfg.validation.channels)
-        rows = [asyncio.run(measure(cfg, scorer, n, args.castings)) for n in args.lengths]
-        sync = create_redis_sync(cfg.redis)
-        server = sync.info("server")["redis_version"], sync.config_get("hash-max-listpack-entries")
-        sync.close()
-    lines = [
-        f"{args.castings} castings per length, {len(cfg.validation.channels)} channels, readings in chunks of 10; "
-        f"Redis {server[0]}, hash-max-listpack-entries {server[1].get('hash-max-listpack-entries')}; "
-        "bytes per casting:",
-        "",
-        "| steps | open: used_memory / casting | open: MEMORY USAGE of the window | scored: used_memory / casting "
-        "| scored: MEMORY USAGE of outcome + seal |",
-        "|---:|---:|---:|---:|---:|",
-        *(f"| {r['length']} | {r['open_per_casting']:,.0f} | {r['open_key']:,} | {r['scored_per_casting']:,.0f} "
-          f"| {r['scored_keys']:,} |" for r in rows),
-    ]
-    print("\n".join(lines))
-    if args.doc:
-        write_doc_block("redis-memory", lines, None)
+    cfg = config(args.cluster, args.channels)
+    ids = [f"MEM-{i:05d}" for i in range(args.castings)]
+    client = create_redis_sync(cfg.redis)
+    store = RedisWindowStore(None, cfg.redis_prefix, cfg.redis.key_ttl_s)  # key names only
+    try:
+        asyncio.run(write(cfg, ids, args.steps, args.channels, args.chunk))
+        window = statistics.median(usage(client, store.window_key(c)) for c in ids)
+        open_share = usage(client, store.open_key) / args.castings
+        encoding = client.object("encoding", store.window_key(ids[0]))
+        asyncio.run(seal_and_score(cfg, ids, args.steps))
+        seal = statistics.median(usage(client, store.seal_key(c)) for c in ids)
+        done = statistics.median(usage(client, store.done_key(c)) for c in ids)
+        payload = statistics.median(len(client.get(store.done_key(c))) for c in ids)
+        where = "Redis Cluster" if args.cluster else "Redis"
+        print(f"{where} {client.info('server')['redis_version']}, {args.castings} castings of {args.steps} steps x "
+              f"{args.channels} channels (float32 rows, {args.chunk} per message); MEMORY USAGE, median per casting:")
+        print(f"  open casting:   window hash {window:,.0f} B ({encoding}) + open zset member {open_share:,.0f} B "
+              f"= {window + open_share:,.0f} B")
+        print(f"  raw rows:       {args.steps * args.channels * 4:,} B ({args.steps} x {args.channels} x 4)")
+        print(f"  scored casting: seal hash {seal:,.0f} B + done {done:,.0f} B (prediction payload {payload:,.0f} B) "
+              f"= {seal + done:,.0f} B, kept for redis.key_ttl_s ({cfg.redis.key_ttl_s} s)")
+        print(f"  during scoring: {window + open_share + seal + done:,.0f} B at most (window, seal and done at once)")
+    finally:
+        deleted = delete_redis_prefix(cfg)
+        client.close()
+        print(f"deleted {deleted} keys")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def cli(verbose: bool) -> None:
 @click.pass_context
 def devstack(ctx: click.Context, root: Path | None) -> None:
     """Local Kafka (KRaft) and Redis for development and tests. Ports: $DEVSTACK_KAFKA_PORT,
-    $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT."""
+    $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT ($DEVSTACK_REDIS_CLUSTER_PORT: --redis-cluster)."""
     from stream_app.tools.devstack import DevstackSettings
 
     ctx.obj = DevstackSettings.from_env(root)
@@ -50,8 +50,23 @@ def _secured_option(fn):
     )(fn)
 
 
-def _stack(settings, secured: bool):
-    """The module and settings of the plaintext or the secured stack (same up/down/status API)."""
+def _redis_cluster_option(fn):
+    return click.option(
+        "--redis-cluster", is_flag=True,
+        help="A Redis Cluster of three masters instead (Debian's redis-server in cluster mode, AOF) on "
+             "$DEVSTACK_REDIS_CLUSTER_PORT (17001) and the next two; clients: "
+             "STREAM_APP__REDIS__URL=redis://127.0.0.1:17001/0 STREAM_APP__REDIS__CLUSTER=true.",
+    )(fn)
+
+
+def _stack(settings, secured: bool, redis_cluster: bool = False):
+    """The module and settings of the plaintext, the secured stack or the Redis Cluster (same up/down/status API)."""
+    if secured and redis_cluster:
+        raise click.UsageError("--secured and --redis-cluster are separate stacks: start them one at a time")
+    if redis_cluster:
+        from stream_app.tools import devstack_redis_cluster
+
+        return devstack_redis_cluster, devstack_redis_cluster.RedisClusterSettings.from_env(settings.root)
     if not secured:
         from stream_app.tools import devstack as ds
 
@@ -63,16 +78,17 @@ def _stack(settings, secured: bool):
 
 @devstack.command("up")
 @_secured_option
+@_redis_cluster_option
 @click.option("--prometheus", is_flag=True,
               help="Also start Prometheus (Debian's package) on $DEVSTACK_PROMETHEUS_PORT (9090), scraping the "
                    "worker ($DEVSTACK_SCRAPE_WORKER, 127.0.0.1:9464) and the dashboard ($DEVSTACK_SCRAPE_DASHBOARD, "
                    "127.0.0.1:8050) with the alerting rules in configs/prometheus-alerts.yml.")
 @click.pass_obj
-def devstack_up(settings, secured: bool, prometheus: bool) -> None:
+def devstack_up(settings, secured: bool, redis_cluster: bool, prometheus: bool) -> None:
     """Start Kafka and Redis (idempotent) and wait until both answer."""
-    if secured and prometheus:
+    if (secured or redis_cluster) and prometheus:
         raise click.UsageError("--prometheus goes with the plaintext stack: start it with a separate `devstack up`")
-    stack, stack_settings = _stack(settings, secured)
+    stack, stack_settings = _stack(settings, secured, redis_cluster)
     healthy = _print_status(stack.up(stack_settings, prometheus=True) if prometheus else stack.up(stack_settings))
     if secured:
         click.echo(f"client settings (passwords included): {stack_settings.client_env_file}\n"
@@ -82,10 +98,11 @@ def devstack_up(settings, secured: bool, prometheus: bool) -> None:
 
 @devstack.command("down")
 @_secured_option
+@_redis_cluster_option
 @click.pass_obj
-def devstack_down(settings, secured: bool) -> None:
+def devstack_down(settings, secured: bool, redis_cluster: bool) -> None:
     """Stop the processes that `up` started (and only those)."""
-    stack, stack_settings = _stack(settings, secured)
+    stack, stack_settings = _stack(settings, secured, redis_cluster)
     rows = stack.down(stack_settings)
     _print_status(rows)
     sys.exit(1 if any(row.running for row in rows) else 0)
@@ -93,10 +110,11 @@ def devstack_down(settings, secured: bool) -> None:
 
 @devstack.command("status")
 @_secured_option
+@_redis_cluster_option
 @click.pass_obj
-def devstack_status(settings, secured: bool) -> None:
+def devstack_status(settings, secured: bool, redis_cluster: bool) -> None:
     """Ask each service; exit 0 only if both are healthy."""
-    stack, stack_settings = _stack(settings, secured)
+    stack, stack_settings = _stack(settings, secured, redis_cluster)
     sys.exit(0 if _print_status(stack.status(stack_settings)) else 1)
 
 

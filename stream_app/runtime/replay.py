@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
-from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once, create_redis
+from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once, create_redis, ping_redis
 from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
@@ -308,13 +308,15 @@ async def _process(records, ingest, scoring, store, producer, predictions_topic,
 async def check_redis(redis) -> None:
     """A bounded job fails at once, with a plain message, when Redis does not answer (the worker waits instead)."""
     try:
-        await redis.ping()
-    except RedisError as exc:
+        await ping_redis(redis)  # every master of a cluster
+    except (RedisError, RedisClusterException) as exc:
         await redis.aclose()
         raise ReplayError(f"Redis does not answer (redis.url): {exc}") from None
 
 
 async def delete_prefix(redis, prefix: str) -> None:
+    """Every key of the prefix. On a cluster, SCAN walks every master (redis-py's cluster `scan_iter`) and
+    DEL is split per slot by the cluster client."""
     keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
     for i in range(0, len(keys), 1000):
         await redis.delete(*keys[i : i + 1000])
