@@ -5,7 +5,7 @@ PY := .venv/bin/python
 APP := .venv/bin/stream-app
 STAMP := .venv/.installed
 
-.PHONY: help install services services-secured services-kafka-cluster down status test test-unit test-kafka-cluster lint compose-check demo clean
+.PHONY: help install services services-secured services-cluster down status test test-unit test-cluster lint compose-check demo clean
 
 help:
 	@echo "make demo      - install, start Kafka+Redis, run the worker and the simulator, show predictions"
@@ -16,7 +16,7 @@ help:
 	@echo "make dashboard - serve the control-room page on http://127.0.0.1:8050/ (stream-app dashboard)"
 	@echo "make ops       - Kafka+Redis plus Prometheus with the alerting rules on http://127.0.0.1:9090/"
 	@echo "make services-secured - the secured stack too: Kafka SASL_SSL, Redis TLS + ACL user (make test starts it)"
-	@echo "make test-kafka-cluster - three Kafka brokers (devstack up --kafka-cluster) and the tests marked cluster"
+	@echo "make test-cluster - the clustered stack (3 Kafka brokers, a Redis Cluster of 3 masters) and the tests marked cluster"
 
 $(STAMP): pyproject.toml constraints.txt
 	./scripts/install-system-deps.sh
@@ -35,14 +35,17 @@ services: install
 services-secured: install
 	$(APP) devstack up --secured
 
-# three Kafka brokers (KRaft, replication 3, min ISR 2) on 19092-19094; the tests marked `cluster` use them
-services-kafka-cluster: install
+# the clustered stack: three Kafka brokers (KRaft, replication 3, min ISR 2) on 19092-19094 and a Redis Cluster
+# of three masters on 17001-17003; the tests marked `cluster` use them
+services-cluster: install
 	$(APP) devstack up --kafka-cluster
+	$(APP) devstack up --redis-cluster
 
 down:
 	-$(APP) devstack down
 	-$(APP) devstack down --secured
 	-$(APP) devstack down --kafka-cluster
+	-$(APP) devstack down --redis-cluster
 
 status:
 	$(APP) devstack status
@@ -61,8 +64,8 @@ test-unit: install
 test: lint compose-check services services-secured
 	.venv/bin/pytest -m "not cluster"
 
-# the broker-failure and many-worker tests against three brokers (about 2.5 min); CI runs it once, separately
-test-kafka-cluster: services services-kafka-cluster
+# broker and master failures, many workers, against the clustered stack (about 5 min); CI runs it once, separately
+test-cluster: services services-cluster
 	.venv/bin/pytest -m cluster
 
 demo: install
@@ -72,13 +75,16 @@ clean: down
 	rm -rf .devstack
 
 # ---- benchmarks (bench/); each prints its table and writes it, with the machine, into docs/BENCHMARKS.md
-.PHONY: bench-peer-env bench-peer bench-scoring bench-ingest bench-e2e bench-gpu bench-uea chaos
+.PHONY: bench-peer-env bench-peer bench-scoring bench-ingest bench-replay bench-e2e bench-gpu bench-uea chaos
 
 bench-scoring: services
 	$(PY) bench/bench_scoring.py --doc
 
 bench-ingest: services
 	$(PY) bench/bench_ingest.py --doc
+
+bench-replay: services
+	$(PY) bench/bench_replay.py --doc
 
 # the Quix Streams peer's own environment: quixstreams 3.28.1 pins pydantic < 2.14, the project uses 2.14
 .venv-quix/.installed: bench/requirements-peer.txt

@@ -205,6 +205,16 @@ def peer_table(rows: list[dict], rounds: int) -> list[str]:
     return lines
 
 
+def on_redis(cfg, cluster: bool):
+    """`cfg` with its Redis on the local Redis Cluster when `cluster` (three masters, one seed node)."""
+    if not cluster:
+        return cfg
+    from stream_app.tools import devstack_redis_cluster as rc
+
+    seed = rc.RedisClusterSettings.from_env().seed_url
+    return cfg.model_copy(update={"redis": cfg.redis.model_copy(update={"url": seed, "cluster": True})})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -216,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--peer", action="store_true",
                         help="also run the Quix Streams peer, both variants (needs `make bench-peer-env`)")
+    parser.add_argument("--redis-cluster", action="store_true",
+                        help="Redis is the local Redis Cluster (`stream-app devstack up --redis-cluster`)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--doc", action="store_true", help="also write the table into docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -232,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     try:
         for chunk in args.chunks:
-            cfg = bench_config(f"{run_id}-c{chunk}", checkpoint)
+            cfg = on_redis(bench_config(f"{run_id}-c{chunk}", checkpoint), args.redis_cluster)
             create_topics(cfg)
             messages = sensor_messages(readings_for[chunk], chunk, f"B{chunk}")
             total = readings_for[chunk] // STEPS_PER_CASTING * STEPS_PER_CASTING
@@ -285,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             delete_topics(bench_config(f"{run_id}-c{chunk}", checkpoint), f"{run_id}-c{chunk}")
             for r in range(args.rounds):
                 for role in ("loop", "worker", "naive", *PEERS):
-                    delete_redis_prefix(bench_config(f"{run_id}-c{chunk}-{role}{r}", checkpoint))
+                    delete_redis_prefix(on_redis(bench_config(f"{run_id}-c{chunk}-{role}{r}", checkpoint),
+                                                 args.redis_cluster))
 
     print(f"\ningest readings/s, medians of {args.rounds} round(s); (a) bare aiokafka drain, "
           "(b) aiokafka + parser + pipelined Redis")

@@ -29,7 +29,7 @@ def cli(verbose: bool) -> None:
 @click.pass_context
 def devstack(ctx: click.Context, root: Path | None) -> None:
     """Local Kafka (KRaft) and Redis for development and tests. Ports: $DEVSTACK_KAFKA_PORT,
-    $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT."""
+    $DEVSTACK_KAFKA_CONTROLLER_PORT, $DEVSTACK_REDIS_PORT ($DEVSTACK_REDIS_CLUSTER_PORT: --redis-cluster)."""
     from stream_app.tools.devstack import DevstackSettings
 
     ctx.obj = DevstackSettings.from_env(root)
@@ -59,14 +59,29 @@ def _kafka_cluster_option(fn):
     )(fn)
 
 
-def _stack(settings, secured: bool, kafka_cluster: bool = False):
-    """The module and settings of the plaintext, the secured or the clustered stack (same up/down/status API)."""
-    if secured and kafka_cluster:
-        raise click.UsageError("--secured and --kafka-cluster are separate stacks: start each with its own `up`")
+def _redis_cluster_option(fn):
+    return click.option(
+        "--redis-cluster", is_flag=True,
+        help="A Redis Cluster of three masters instead (Debian's redis-server in cluster mode, AOF) on "
+             "$DEVSTACK_REDIS_CLUSTER_PORT (17001) and the next two; clients: "
+             "STREAM_APP__REDIS__URL=redis://127.0.0.1:17001/0 STREAM_APP__REDIS__CLUSTER=true.",
+    )(fn)
+
+
+def _stack(settings, secured: bool, redis_cluster: bool = False, kafka_cluster: bool = False):
+    """The module and settings of the plaintext, the secured stack, the Redis Cluster or the Kafka cluster
+    (same up/down/status API)."""
+    if sum((secured, redis_cluster, kafka_cluster)) > 1:
+        raise click.UsageError("--secured, --redis-cluster and --kafka-cluster are separate stacks: start them one "
+                               "at a time")
     if kafka_cluster:
         from stream_app.tools import devstack_kafka_cluster
 
         return devstack_kafka_cluster, devstack_kafka_cluster.ClusterSettings.from_env(settings.root)
+    if redis_cluster:
+        from stream_app.tools import devstack_redis_cluster
+
+        return devstack_redis_cluster, devstack_redis_cluster.RedisClusterSettings.from_env(settings.root)
     if not secured:
         from stream_app.tools import devstack as ds
 
@@ -78,17 +93,18 @@ def _stack(settings, secured: bool, kafka_cluster: bool = False):
 
 @devstack.command("up")
 @_secured_option
+@_redis_cluster_option
 @_kafka_cluster_option
 @click.option("--prometheus", is_flag=True,
               help="Also start Prometheus (Debian's package) on $DEVSTACK_PROMETHEUS_PORT (9090), scraping the "
                    "worker ($DEVSTACK_SCRAPE_WORKER, 127.0.0.1:9464) and the dashboard ($DEVSTACK_SCRAPE_DASHBOARD, "
                    "127.0.0.1:8050) with the alerting rules in configs/prometheus-alerts.yml.")
 @click.pass_obj
-def devstack_up(settings, secured: bool, kafka_cluster: bool, prometheus: bool) -> None:
+def devstack_up(settings, secured: bool, redis_cluster: bool, kafka_cluster: bool, prometheus: bool) -> None:
     """Start Kafka and Redis (idempotent) and wait until both answer."""
-    if (secured or kafka_cluster) and prometheus:
+    if (secured or redis_cluster or kafka_cluster) and prometheus:
         raise click.UsageError("--prometheus goes with the plaintext stack: start it with a separate `devstack up`")
-    stack, stack_settings = _stack(settings, secured, kafka_cluster)
+    stack, stack_settings = _stack(settings, secured, redis_cluster, kafka_cluster)
     healthy = _print_status(stack.up(stack_settings, prometheus=True) if prometheus else stack.up(stack_settings))
     if kafka_cluster:
         click.echo(f"client settings: {stack_settings.client_env_file}\n"
@@ -101,11 +117,12 @@ def devstack_up(settings, secured: bool, kafka_cluster: bool, prometheus: bool) 
 
 @devstack.command("down")
 @_secured_option
+@_redis_cluster_option
 @_kafka_cluster_option
 @click.pass_obj
-def devstack_down(settings, secured: bool, kafka_cluster: bool) -> None:
+def devstack_down(settings, secured: bool, redis_cluster: bool, kafka_cluster: bool) -> None:
     """Stop the processes that `up` started (and only those)."""
-    stack, stack_settings = _stack(settings, secured, kafka_cluster)
+    stack, stack_settings = _stack(settings, secured, redis_cluster, kafka_cluster)
     rows = stack.down(stack_settings)
     _print_status(rows)
     sys.exit(1 if any(row.running for row in rows) else 0)
@@ -113,12 +130,21 @@ def devstack_down(settings, secured: bool, kafka_cluster: bool) -> None:
 
 @devstack.command("status")
 @_secured_option
+@_redis_cluster_option
 @_kafka_cluster_option
 @click.pass_obj
-def devstack_status(settings, secured: bool, kafka_cluster: bool) -> None:
+def devstack_status(settings, secured: bool, redis_cluster: bool, kafka_cluster: bool) -> None:
     """Ask each service; exit 0 only if all are healthy."""
-    stack, stack_settings = _stack(settings, secured, kafka_cluster)
+    stack, stack_settings = _stack(settings, secured, redis_cluster, kafka_cluster)
     sys.exit(0 if _print_status(stack.status(stack_settings)) else 1)
+
+
+def _processes(value: str) -> str:
+    """`replay --processes`: 'auto' or a whole number of at least 1 (as text)."""
+    if value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value
+    raise click.BadParameter(f"{value!r} is neither 'auto' nor a whole number of at least 1",
+                             param_hint="--processes")
 
 
 def _config_option(fn):
@@ -193,13 +219,18 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
               help="Backtest a candidate model instead of model.checkpoint; its predictions go to "
                    "<predictions>.replay-<its version> unless --output-topic says otherwise.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def replay(config_path, start, until, output_topic, deadletter_topic, app_id, checkpoint, no_progress) -> None:
+@click.option("--processes", default="1", show_default=True, callback=lambda ctx, param, value: _processes(value),
+              help="Replay processes sharing the partitions (Python scores on one core per process); "
+                   "'auto': one per core, at most one per partition.")
+def replay(config_path, start, until, output_topic, deadletter_topic, app_id, checkpoint, no_progress,
+           processes) -> None:
     """Re-score a historical sensor topic without touching the live worker's state."""
     import asyncio
     import time
 
     from stream_app.config import load_config
     from stream_app.runtime.replay import run_replay
+    from stream_app.runtime.replay_parallel import run_parallel_replay
     from stream_app.service.model_runner import load_scorer
     from stream_app.tools.progress import ReplayProgress
 
@@ -214,8 +245,13 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
         deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay-{scorer.version}"
     progress = ReplayProgress(enabled=not no_progress)
     try:
-        summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
-                                         deadletter_topic=deadletter_topic, on_progress=progress))
+        if processes == "1":
+            summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
+                                             deadletter_topic=deadletter_topic, on_progress=progress))
+        else:
+            summary = run_parallel_replay(cfg, checkpoint, processes=processes, start=start, until=until,
+                                          predictions_topic=output_topic, deadletter_topic=deadletter_topic,
+                                          on_progress=progress)
     finally:
         progress.close()
     for line in summary.lines():

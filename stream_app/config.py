@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -108,6 +109,8 @@ class RedisConfig(_Section):
     ssl_cafile: Path | None = None  # CA bundle that signed the server's certificate (rediss://)
     key_ttl_s: int = Field(86_400, ge=60)
     socket_timeout_s: float = Field(5.0, gt=0)
+    # a Redis Cluster: `url` is one seed node (db 0), the client discovers the other masters
+    cluster: bool = False
 
     @field_validator("url")
     @classmethod
@@ -115,6 +118,17 @@ class RedisConfig(_Section):
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// (TLS) or unix://")
         return url
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> RedisConfig:
+        if self.cluster:
+            if self.url.startswith("unix://"):
+                raise ValueError("redis.cluster: a Redis Cluster is reached over TCP; redis.url must be "
+                                 "redis:// or rediss:// (one seed node)")
+            db = urlsplit(self.url).path.strip("/")
+            if db not in ("", "0"):
+                raise ValueError(f"redis.cluster: a Redis Cluster has only database 0; redis.url names database {db}")
+        return self
 
 
 class ChannelLimits(_Section):

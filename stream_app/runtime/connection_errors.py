@@ -6,7 +6,9 @@ error*: no retry can fix it, and a retry loop would only hide it. These are:
 
 - wrong credentials (SASL authentication failed, Redis ``WRONGPASS``/``NOAUTH``),
 - a certificate that the configured CA did not sign (or no CA configured for a private one),
-- a plaintext client on a TLS port, or a TLS client on a plaintext port.
+- a plaintext client on a TLS port, or a TLS client on a plaintext port,
+- a Redis Cluster client (``redis.cluster: true``) on a server that is not a cluster node, or a plain
+  client on a cluster node (its PING passes, but every key outside the node's slots answers ``MOVED``).
 
 `explain_kafka_error` / `explain_redis_error` turn such a failure into one `ConnectionSettingsError`
 naming the setting to fix. Messages carry the server address and the library's reason, never a
@@ -48,12 +50,28 @@ def _auth_error_types() -> tuple[type[BaseException], ...]:
             SyncUnsupportedSaslMechanismError, AuthenticationError, AuthenticationWrongNumberOfArgsError)
 
 
+def _cluster_mismatch(exc: BaseException) -> str | None:
+    """"plain" when a plain client met a cluster node (MOVED), "cluster" when a cluster client met a server
+    that is not a cluster node, else None. The cluster client follows MOVED itself, so only a plain
+    client sees one."""
+    from redis.exceptions import MovedError, RedisClusterException
+
+    for e in _chain(exc):
+        if isinstance(e, MovedError):
+            return "plain"
+        if isinstance(e, RedisClusterException) and "cluster mode is not enabled" in str(e).lower():
+            return "cluster"
+    return None
+
+
 def is_misconfiguration(exc: BaseException) -> bool:
     """True for failures that retrying cannot fix: refused credentials, an untrusted certificate, a TLS
-    handshake with a server that does not speak TLS. `outages.is_outage` says no to these."""
+    handshake with a server that does not speak TLS, a cluster client on a plain server or the other way
+    round. `outages.is_outage` says no to these."""
     if isinstance(exc, ConnectionSettingsError):
         return True
-    return any(isinstance(e, (*_auth_error_types(), ssl.SSLError)) for e in _chain(exc))
+    return _cluster_mismatch(exc) is not None or any(
+        isinstance(e, (*_auth_error_types(), ssl.SSLError)) for e in _chain(exc))
 
 
 def speaks_tls(host: str, port: int, timeout_s: float = 3.0) -> bool:
@@ -159,12 +177,43 @@ def redis_address(cfg: RedisConfig) -> tuple[str, int] | None:
     return parts.hostname or "localhost", parts.port or 6379
 
 
+def cluster_node_error(where: str) -> ConnectionSettingsError:
+    return ConnectionSettingsError(
+        f"redis.cluster: {where} is a Redis Cluster node but redis.cluster is false (its keys live on several "
+        "masters, and a plain client gets MOVED for every key outside this node's slots); set redis.cluster: "
+        "true (STREAM_APP__REDIS__CLUSTER=true)", ["redis.cluster"])
+
+
+def plain_client_on_cluster(client, cfg: RedisConfig) -> None:
+    """Raise `cluster_node_error` if the server a plain client reaches runs in cluster mode. A server whose
+    ACL refuses INFO is left alone (its keys would show the mismatch soon enough, as MOVED)."""
+    from redis.exceptions import ResponseError
+
+    try:
+        enabled = client.info("cluster").get("cluster_enabled")
+    except ResponseError:
+        return
+    if enabled in (1, "1"):
+        address = redis_address(cfg)
+        raise cluster_node_error(f"Redis at {address[0]}:{address[1]}" if address else "Redis")
+
+
 def explain_redis_error(exc: BaseException, cfg: RedisConfig) -> ConnectionSettingsError | None:
     """A `ConnectionSettingsError` if `exc` means the Redis settings are wrong, else None (an outage)."""
     from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
 
     address = redis_address(cfg)
     where = f"Redis at {address[0]}:{address[1]}" if address else "Redis"
+    if isinstance(exc, ConnectionSettingsError):
+        return exc
+    mismatch = _cluster_mismatch(exc)
+    if mismatch == "plain":
+        return cluster_node_error(where)
+    if mismatch == "cluster":
+        return ConnectionSettingsError(
+            f"redis.cluster: {where} is not a Redis Cluster node (cluster mode is not enabled on it) but "
+            "redis.cluster is true; set redis.cluster: false for a single server, or point redis.url at a node "
+            "of the cluster", ["redis.cluster"])
     user = urlsplit(cfg.url).username or "default"
     if _find(exc, AuthenticationError) is not None or _find(exc, AuthenticationWrongNumberOfArgsError) is not None:
         no_password = cfg.password is None and not urlsplit(cfg.url).password

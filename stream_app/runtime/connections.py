@@ -16,6 +16,8 @@ from typing import Any
 import hiredis
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.exceptions import DataError
 
 from stream_app.config import KafkaConfig, RedisConfig, StreamConfig
@@ -34,10 +36,32 @@ def redis_kwargs(cfg: RedisConfig) -> dict[str, Any]:
     return kwargs
 
 
-def create_redis(cfg: RedisConfig) -> redis.asyncio.Redis:
-    """An asyncio Redis client; ``rediss://`` URLs use TLS. Its commands are packed by hiredis."""
+#: what `create_redis` returns: one server, or a Redis Cluster (`redis.cluster: true`); the same commands
+AsyncRedisClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+SyncRedisClient = redis.Redis | redis.cluster.RedisCluster
+
+
+def create_redis(cfg: RedisConfig) -> AsyncRedisClient:
+    """An asyncio Redis client, or a Redis Cluster client when `redis.cluster` is set (the URL is one seed
+    node; the client discovers the other masters); ``rediss://`` URLs use TLS. Its commands are packed by
+    hiredis."""
+    if cfg.cluster:
+        return _packed_cluster(redis.asyncio.cluster.RedisCluster.from_url(cfg.url, **redis_kwargs(cfg)))
     client = redis.asyncio.Redis.from_url(cfg.url, **redis_kwargs(cfg))
     client.connection_pool.connection_class = _packed_by_hiredis(client.connection_pool.connection_class)
+    return client
+
+
+def _packed_cluster(client: redis.asyncio.cluster.RedisCluster) -> redis.asyncio.cluster.RedisCluster:
+    """The cluster client takes no `connection_class` argument: it picks Connection or SSLConnection itself
+    and keeps the choice in `connection_kwargs`, a dict that its node manager shares and from which it
+    builds every node it discovers (``ClusterNode(host, port, **connection_kwargs)``). Swapping the class
+    there, and in the seed nodes already built from it, packs every node's commands by hiredis. Done
+    before the first command, so no connection exists yet."""
+    packed = _packed_by_hiredis(client.connection_kwargs["connection_class"])
+    client.connection_kwargs["connection_class"] = packed
+    for node in (*client.startup_nodes, *client.nodes_manager.startup_nodes.values()):
+        node.connection_class = packed
     return client
 
 
@@ -65,7 +89,20 @@ class HiredisPacking:
             raise DataError(str(exc)) from None
 
 
-def create_redis_sync(cfg: RedisConfig) -> redis.Redis:
+async def ping_redis(client: AsyncRedisClient) -> None:
+    """PING the server, or every master of a cluster: a cluster client's plain PING asks one node, which
+    answers while another master (and its share of the castings) is down."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.ping(target_nodes=redis.asyncio.cluster.RedisCluster.PRIMARIES)
+    else:
+        await client.ping()
+
+
+def create_redis_sync(cfg: RedisConfig) -> SyncRedisClient:
+    """The blocking client (redis-py packs its commands with hiredis itself); a cluster client connects to
+    the seed node at once, to learn the cluster's layout."""
+    if cfg.cluster:
+        return redis.cluster.RedisCluster.from_url(cfg.url, **redis_kwargs(cfg))
     return redis.Redis.from_url(cfg.url, **redis_kwargs(cfg))
 
 
@@ -191,15 +228,19 @@ def _check_kafka(cfg: KafkaConfig) -> None:
 
 
 def _check_redis(cfg: RedisConfig) -> None:
-    from stream_app.runtime.connection_errors import explain_redis_error
+    from stream_app.runtime.connection_errors import explain_redis_error, plain_client_on_cluster
 
-    client = create_redis_sync(cfg)
+    client = None
     try:
+        client = create_redis_sync(cfg)  # a cluster client connects here
         client.ping()
+        if not cfg.cluster:
+            plain_client_on_cluster(client, cfg)  # PING alone passes on a cluster node; every key would not
     except Exception as exc:  # noqa: BLE001 - sorted below into a settings error or an outage
         settings_error = explain_redis_error(exc, cfg)
         if settings_error is not None:
             raise settings_error from None
         raise
     finally:
-        client.close()
+        if client is not None:
+            client.close()

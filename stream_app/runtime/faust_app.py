@@ -31,7 +31,7 @@ from pathlib import Path
 import faust
 
 from stream_app.config import StreamConfig
-from stream_app.runtime.connections import create_redis, faust_broker_credentials
+from stream_app.runtime.connections import create_redis, faust_broker_credentials, ping_redis
 from stream_app.runtime.ingest_loop import IngestLoop
 from stream_app.runtime.kafka_readiness import KafkaReadiness
 from stream_app.runtime.metrics import Metrics
@@ -247,7 +247,7 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
         try:
             while True:
                 await asyncio.sleep(interval)
-                await _probe(pipeline.redis, pipeline.store.client.ping, interval)
+                await _probe(pipeline.redis, lambda: ping_redis(pipeline.store.client), interval)
                 if ingest.consumer is not None:
                     await _probe(pipeline.kafka, kafka_readiness.check, interval)
         finally:

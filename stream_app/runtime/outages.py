@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
 from stream_app.config import ResilienceConfig
@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: what an unreachable or restarting Redis or broker raises (kafka-python's errors for the admin calls)
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, KafkaError, OSError, TimeoutError)
+#: what an unreachable or restarting Redis or broker raises (kafka-python's errors for the admin calls; a
+#: Redis Cluster client's "cannot be connected" / "slots are not covered", which are no RedisError)
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, RedisClusterException, KafkaError, OSError,
+                                                  TimeoutError)
 
 
 def is_outage(exc: BaseException) -> bool:

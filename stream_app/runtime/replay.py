@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError  # defined in the error tree; still importable from here
-from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once, create_redis
+from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once, create_redis, ping_redis
 from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
@@ -130,6 +130,35 @@ async def keys_before_start(consumer: AIOKafkaConsumer, plan: ReplayPlan, batch:
     return keys
 
 
+async def _open_clients(cfg: StreamConfig, own_producer: bool) -> tuple[AIOKafkaConsumer, AIOKafkaProducer | None]:
+    """A started group-less consumer and, if asked, a started producer (for partition metadata)."""
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+    producer = AIOKafkaProducer(**aiokafka_kwargs(cfg.kafka)) if own_producer else None
+    try:
+        await consumer.start()
+        if producer is not None:
+            await producer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+        raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
+                          f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
+    return consumer, producer
+
+
+async def make_plan(cfg: StreamConfig, start: str, until: str | None) -> ReplayPlan:
+    """The offsets a replay of the sensor topic reads, fixed now (a parallel replay splits them)."""
+    await asyncio.to_thread(check_settings_once, cfg)
+    consumer, producer = await _open_clients(cfg, own_producer=True)
+    try:
+        return await plan_replay(consumer, producer, cfg.topics.sensors, start, until, cfg.window.abandon_after_s)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
 @dataclass
 class HistoryRead:
     """What `read_history` saw: records read in the bounds, castings skipped as begun before `--from`."""
@@ -146,28 +175,19 @@ async def read_history(
     handle: Callable[[list[SourceRecord]], Awaitable[None]],
     on_read: Callable[[int, int], None] | None = None,
     producer: AIOKafkaProducer | None = None,
+    plan: ReplayPlan | None = None,
 ) -> HistoryRead:
     """Feed the sensor topic between `start` and `until` (default: the end offsets seen now) to `handle`, one
     fetch at a time, in partition order, leaving out castings that began before `start`. `on_read(done,
     total)` follows the records read. `producer` (started) answers the partition metadata; None: one of its own.
+    `plan`: read exactly its partitions and offsets instead (a parallel replay's share; `start`/`until` unused).
     The replay and the dataset builder both read history through this."""
-    consumer = AIOKafkaConsumer(**aiokafka_kwargs(cfg.kafka), enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1024 * 1024)
+    consumer, own_producer = await _open_clients(cfg, own_producer=producer is None)
     read = HistoryRead()
-    own_producer = AIOKafkaProducer(**aiokafka_kwargs(cfg.kafka)) if producer is None else None
     try:
-        await consumer.start()
-        if own_producer is not None:
-            await own_producer.start()
-    except KafkaError as exc:
-        await consumer.stop()
-        if own_producer is not None:
-            await own_producer.stop()
-        raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
-                          f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
-    try:
-        plan = await plan_replay(consumer, producer or own_producer, cfg.topics.sensors, start, until,
-                                 cfg.window.abandon_after_s)
+        if plan is None:
+            plan = await plan_replay(consumer, producer or own_producer, cfg.topics.sensors, start, until,
+                                     cfg.window.abandon_after_s)
         active = {tp for tp in plan.start if plan.start[tp] < plan.stop[tp]}
         if plan.start:
             consumer.assign(list(plan.start))
@@ -215,8 +235,10 @@ async def run_replay(
     predictions_topic: str | None = None,
     deadletter_topic: str | None = None,
     on_progress: Callable[[int, int, ReplaySummary], None] | None = None,
+    plan: ReplayPlan | None = None,
 ) -> ReplaySummary:
-    """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does."""
+    """`cfg.app_id` must differ from the live worker's (the CLI makes one) so the Redis prefix does.
+    `plan`: replay exactly these partitions and offsets (one process's share of a parallel replay)."""
     predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
     deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
     # refused settings: one error naming the setting; a bounded job stops on a server that is down (below)
@@ -250,7 +272,8 @@ async def run_replay(
             summary.records = done
             report(done, total, summary)
 
-        read = await read_history(cfg, start=start, until=until, handle=handle, on_read=on_read, producer=producer)
+        read = await read_history(cfg, start=start, until=until, handle=handle, on_read=on_read, producer=producer,
+                                  plan=plan)
         summary.records, summary.started_before_from = read.records, read.started_before_from
         summary.open_at_stop = await store.open_count()
     finally:
@@ -285,13 +308,15 @@ async def _process(records, ingest, scoring, store, producer, predictions_topic,
 async def check_redis(redis) -> None:
     """A bounded job fails at once, with a plain message, when Redis does not answer (the worker waits instead)."""
     try:
-        await redis.ping()
-    except RedisError as exc:
+        await ping_redis(redis)  # every master of a cluster
+    except (RedisError, RedisClusterException) as exc:
         await redis.aclose()
         raise ReplayError(f"Redis does not answer (redis.url): {exc}") from None
 
 
 async def delete_prefix(redis, prefix: str) -> None:
+    """Every key of the prefix. On a cluster, SCAN walks every master (redis-py's cluster `scan_iter`) and
+    DEL is split per slot by the cluster client."""
     keys = [key async for key in redis.scan_iter(match=f"{prefix}:*", count=1000)]
     for i in range(0, len(keys), 1000):
         await redis.delete(*keys[i : i + 1000])

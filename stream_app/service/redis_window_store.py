@@ -1,15 +1,27 @@
 """The Redis window store: one hash per casting (step -> packed float32 row), pipelined.
 
-Keys (all under the app's prefix, so a replay with another app id never touches live buffers):
-    {prefix}:win:{casting_id}    hash   step -> row bytes; duplicates collapse, order is free
-    {prefix}:open                zset   casting_id -> last activity (epoch s), for the abandonment sweep
-    {prefix}:done:{casting_id}   string the outcome already produced for this casting (a prediction or a
-                                 dead letter), so a re-delivered request re-sends the same bytes
-    {prefix}:seal:{casting_id}   hash   the end marker that sealed the casting: n (n_steps), t/p/o (its topic,
-                                 partition, offset), and d (P or D) once the casting's outcome is stored.
-                                 Kept after the window is freed, so late readings and reused ids are seen
-    {prefix}:claim:{casting_id}  string one worker's claim on an abandoned casting (expires, never deleted)
-Every key carries a TTL (`redis.key_ttl_s`) as a safety net. No method makes more than one round trip.
+Keys (all under the app's prefix, so a replay with another app id never touches live buffers). The
+casting id sits in braces, a Redis Cluster *hash tag*: only the part inside the braces picks the slot,
+so a casting's four keys share one slot, hence one master, on a Redis Cluster (`redis.cluster: true`):
+    {prefix}:win:{<casting_id>}    hash   step -> row bytes; duplicates collapse, order is free
+    {prefix}:open                  zset   casting_id -> last activity (epoch s), for the abandonment sweep
+                                          (one key for the whole app: on a cluster it lives on one master)
+    {prefix}:done:{<casting_id>}   string the outcome already produced for this casting (a prediction or a
+                                          dead letter), so a re-delivered request re-sends the same bytes
+    {prefix}:seal:{<casting_id>}   hash   the end marker that sealed the casting: n (n_steps), t/p/o (its
+                                          topic, partition, offset), and d (P or D) once the casting's outcome
+                                          is stored. Kept after the window is freed, so late readings and
+                                          reused ids are seen
+    {prefix}:claim:{<casting_id>}  string one worker's claim on an abandoned casting (expires, never deleted)
+Every key carries a TTL (`redis.key_ttl_s`) as a safety net. No method makes more than one round trip
+(on a cluster: one per master, sent concurrently). Every command names one key (no multi-key DEL, no
+MULTI/EXEC), so each pipeline runs unchanged on redis-py's cluster pipeline, which sends each master its
+share of the commands in the order they were queued, on one connection (`ClusterNode.execute_pipeline`).
+An id with braces of its own still keeps its keys together: the tag is the text from the first `{` to
+the next `}`, the same in all four keys. When a master fails mid-pipeline the cluster client re-sends every
+command without a truthy reply, some of which may have run (as `RetryingWindowStore` re-runs a whole
+pipeline after an outage on one server): every write here is idempotent, and a re-sent `SET NX GET` of an
+outcome returns the bytes just stored, which are the ones to send (counted as re-sent, not as scored).
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import redis.asyncio
+import redis.asyncio.cluster
 
 from stream_app.service.messages import Readings
 from stream_app.service.window_store import IngestWrites, Seal
@@ -26,20 +39,22 @@ from stream_app.service.windows import pack_row
 class RedisWindowStore:
     """The `WindowStore` of the service (see `window_store.py` for what each method promises)."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(self, client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster, prefix: str,
+                 ttl_s: int) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.open_key = f"{prefix}:open"
 
+    # the braces are a hash tag: a casting's keys share a slot on a Redis Cluster (module docstring)
     def window_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:win:{casting_id}"
+        return f"{self.prefix}:win:{{{casting_id}}}"
 
     def done_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:done:{casting_id}"
+        return f"{self.prefix}:done:{{{casting_id}}}"
 
     def seal_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:seal:{casting_id}"
+        return f"{self.prefix}:seal:{{{casting_id}}}"
 
     async def lookup(
         self, casting_ids: Sequence[str], window_ids: Sequence[str]
@@ -63,7 +78,9 @@ class RedisWindowStore:
 
     async def write_ingest(self, writes: IngestWrites, now: float) -> None:
         """Readings, then seals, then discards, in one round trip. Redis runs a pipeline's commands in order,
-        so a seal that is stored implies the readings before it are stored too."""
+        so a seal that is stored implies the readings before it are stored too. On a cluster this holds per
+        casting: its window and seal keys share a slot, so they go to one master, in queue order, on one
+        connection (the `open` zset may live on another master; it only feeds the abandonment sweep)."""
         pipe = self.client.pipeline(transaction=False)
         opened = self._queue_rows(pipe, writes.readings)
         still_open = [c for c in opened if c not in writes.seals and c not in writes.discard]
@@ -77,8 +94,8 @@ class RedisWindowStore:
         closed = [*writes.seals, *writes.discard]
         if closed:
             pipe.zrem(self.open_key, *closed)
-        if writes.discard:
-            pipe.delete(*(self.window_key(c) for c in writes.discard))
+        for casting_id in writes.discard:
+            pipe.delete(self.window_key(casting_id))  # one key per DEL: the windows lie in many slots
         if len(pipe):
             await pipe.execute()
 
@@ -153,7 +170,8 @@ class RedisWindowStore:
         if not casting_ids:
             return
         pipe = self.client.pipeline(transaction=False)
-        pipe.delete(*(self.window_key(c) for c in casting_ids))
+        for casting_id in casting_ids:
+            pipe.delete(self.window_key(casting_id))  # one key per DEL: the windows lie in many slots
         pipe.zrem(self.open_key, *casting_ids)
         await pipe.execute()
 
@@ -163,7 +181,7 @@ class RedisWindowStore:
         return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
     def claim_key(self, casting_id: str) -> str:
-        return f"{self.prefix}:claim:{casting_id}"
+        return f"{self.prefix}:claim:{{{casting_id}}}"
 
     async def claim(self, casting_ids: Sequence[str], hold_s: int) -> list[str]:
         """Claim abandoned castings for this sweep: only the caller whose `SET NX` made a casting's claim

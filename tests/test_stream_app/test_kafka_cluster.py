@@ -1,7 +1,7 @@
 """Against three Kafka brokers (replication 3, min.insync.replicas 2): brokers killed mid-stream, writes blocked
 while two are down, and a group of workers that loses one member and gains another.
 
-The cluster is `stream-app devstack up --kafka-cluster` (`make test-kafka-cluster` starts it); Redis is the plain
+The cluster is `stream-app devstack up --kafka-cluster` (`make test-cluster` starts it); Redis is the plain
 stack's. The tests SIGKILL and restart its nodes; each test starts with all three nodes up and every partition
 fully replicated, and leaves the cluster so. Each prints its figures (time unready, time to recover, castings
 sent / scored / lost / duplicated) for docs/BENCHMARKS.md.

@@ -39,7 +39,7 @@ def test_abandoned_casting_is_dead_lettered_and_freed(service_config, worker_fac
     worker = worker_factory(cfg).start()
     produce(cfg, [(b"AB-0000", reading_message("AB-0000", s, casting.values[s].tolist())) for s in range(120)])
     redis = create_redis_sync(cfg.redis)
-    window_key = f"{cfg.redis_prefix}:win:AB-0000"
+    window_key = f"{cfg.redis_prefix}:win:{{AB-0000}}"
     deadline = time.monotonic() + 60
     while not redis.exists(window_key) and time.monotonic() < deadline:
         time.sleep(0.2)

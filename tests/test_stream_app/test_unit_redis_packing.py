@@ -47,3 +47,18 @@ def test_what_redis_py_refuses_hiredis_refuses_as_a_data_error(value):
         redis.asyncio.Connection().pack_command("SET", "k", value)
     with pytest.raises(DataError):
         Packing().pack_command("SET", "k", value)
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:17001/0", "rediss://127.0.0.1:17001/0"])
+def test_a_cluster_client_packs_with_hiredis_on_every_node(url):
+    """The cluster client builds each node it discovers from its `connection_kwargs`: the class there and in
+    the seed node is the packed one (plain or TLS, as the URL chose). No server needed: nothing connects yet;
+    test_redis_cluster.py checks the connections of a live cluster."""
+    import redis.asyncio.cluster
+
+    cfg = load_config(environ={"STREAM_APP__REDIS__URL": url, "STREAM_APP__REDIS__CLUSTER": "true"})
+    client = create_redis(cfg.redis)
+    assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+    want = redis.asyncio.SSLConnection if url.startswith("rediss") else redis.asyncio.Connection
+    for cls in (client.connection_kwargs["connection_class"], *(n.connection_class for n in client.startup_nodes)):
+        assert issubclass(cls, HiredisPacking) and cls.__mro__[2] is want

@@ -1,0 +1,124 @@
+"""Replay in one process vs several (`stream-app replay --processes N`), side by side on the same topic.
+
+Fills one sensor topic (synthetic castings from 8 strands, most in chunks of 10 readings, some as single
+readings, as a line sends them), then runs `stream-app replay` as a command, alternating 1 process and N
+processes, `--repeats` times each. Each run is timed from the command's start to its exit, so the
+processes' start (torch import, model load) counts against the parallel replay; the summary's own
+readings/s are shown too. The default checkpoint scores in float64 on CPU, one torch thread per process.
+A benchmark, not a test: it asserts nothing. Needs the local stack (`make services`).
+
+    .venv/bin/python bench/bench_replay.py [--castings 3000] [--singles 300] [--processes 2] [--repeats 2] [--doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    ROOT,
+    bench_config,
+    create_topics,
+    delete_topics,
+    median,
+    produce,
+    unique_name,
+    write_checkpoint,
+    write_doc_block,
+)
+
+from stream_app.config import write_config  # noqa: E402
+
+
+def fill_topic(cfg, castings: int, singles: int, chunk_size: int) -> int:
+    """Readings of `castings` castings in chunks and `singles` castings one reading per message."""
+    from models.synthetic import generate_castings
+    from stream_app.tools.simulate import Casting, interleave
+
+    data = generate_castings(castings + singles, seed=5).sequences
+    chunked = [Casting(f"RB-{i:05d}", data[i]) for i in range(castings)]
+    single = [Casting(f"RS-{i:05d}", data[castings + i]) for i in range(singles)]
+    messages = [*interleave(chunked, strands=8, chunk_size=chunk_size), *interleave(single, strands=8)]
+    produce(cfg, ((key.encode(), value) for key, value in messages))
+    return sum(len(c.values) for c in chunked + single)
+
+
+def run_replay(config: Path, cfg, processes: int, run: int) -> dict:
+    tag = f"p{processes}-r{run}"
+    command = [str(ROOT / ".venv/bin/stream-app"), "replay", "--config", str(config), "--no-progress",
+               "--processes", str(processes), "--app-id", f"{cfg.app_id}-{tag}",
+               "--output-topic", f"{cfg.topics.predictions}.{tag}",
+               "--deadletter-topic", f"{cfg.topics.deadletter}.{tag}"]
+    began = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    wall = time.monotonic() - began
+    if done.returncode != 0:
+        raise SystemExit(f"replay failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
+    readings = int(re.search(r"^readings\s+(\d+)", done.stdout, re.M).group(1))
+    scored = int(re.search(r"^castings scored\s+(\d+)", done.stdout, re.M).group(1))
+    inner = float(re.search(r"^readings\s+\d+ \(([\d,]+)/s\)", done.stdout, re.M).group(1).replace(",", ""))
+    return {"wall": wall, "readings": readings, "scored": scored, "inner_rate": inner}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--castings", type=int, default=3000, help="castings sent in chunks")
+    parser.add_argument("--singles", type=int, default=300, help="castings sent one reading per message")
+    parser.add_argument("--chunk-size", type=int, default=10)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--doc", action="store_true",
+                        help="write the table into docs/BENCHMARKS.md (block replay-processes)")
+    args = parser.parse_args()
+
+    app_id = unique_name("replay")
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = bench_config(app_id, write_checkpoint("default", Path(tmp)), partitions=args.partitions)
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"torch_threads": None})})
+        config = write_config(cfg, Path(tmp) / "stream.yaml")
+        try:
+            create_topics(cfg)
+            print(f"filling {cfg.topics.sensors} ...", flush=True)
+            readings = fill_topic(cfg, args.castings, args.singles, args.chunk_size)
+            results: dict[int, list[dict]] = {1: [], args.processes: []}
+            for run in range(args.repeats):
+                for processes in (1, args.processes):
+                    result = run_replay(config, cfg, processes, run)
+                    assert result["readings"] == readings and result["scored"] == args.castings + args.singles, result
+                    results[processes].append(result)
+                    print(f"run {run} processes={processes}: {result['wall']:.1f}s, "
+                          f"{readings / result['wall']:,.0f} readings/s (summary {result['inner_rate']:,.0f}/s)",
+                          flush=True)
+        finally:
+            delete_topics(cfg, app_id)
+
+    one, many = results[1], results[args.processes]
+    rate = {n: median(readings / r["wall"] for r in rs) for n, rs in results.items()}
+    inner = {n: median(r["inner_rate"] for r in rs) for n, rs in results.items()}
+    lines = [
+        f"{readings:,} readings ({args.castings} castings in chunks of {args.chunk_size}, {args.singles} of single "
+        f"readings), {args.partitions} partitions, default checkpoint (float64, CPU); medians of {args.repeats} "
+        f"alternating runs; wall = the command from start to exit (process start, torch import, model load included)",
+        "",
+        "| replay | wall s | readings/s (wall) | readings/s (summary) | ratio (wall) |",
+        "|---|---:|---:|---:|---:|",
+        f"| 1 process | {median(r['wall'] for r in one):.1f} | {rate[1]:,.0f} | {inner[1]:,.0f} | 1.00× |",
+        f"| {args.processes} processes | {median(r['wall'] for r in many):.1f} | {rate[args.processes]:,.0f} | "
+        f"{inner[args.processes]:,.0f} | **{rate[args.processes] / rate[1]:.2f}×** |",
+    ]
+    print("\n".join(lines))
+    if args.doc:
+        write_doc_block("replay-processes", lines, None)
+    print(f"cores: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
