@@ -7,7 +7,7 @@ processes' start (torch import, model load) counts against the parallel replay; 
 readings/s are shown too. The default checkpoint scores in float64 on CPU, one torch thread per process.
 A benchmark, not a test: it asserts nothing. Needs the local stack (`make services`).
 
-    .venv/bin/python bench/bench_replay.py [--castings 3000] [--singles 300] [--processes 2] [--repeats 2] [--doc]
+    .venv/bin/python bench/bench_replay.py [--castings 6000] [--singles 300] [--processes 2] [--repeats 2] [--doc]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def run_replay(config: Path, cfg, processes: int, run: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--castings", type=int, default=3000, help="castings sent in chunks")
+    parser.add_argument("--castings", type=int, default=6000, help="castings sent in chunks")
     parser.add_argument("--singles", type=int, default=300, help="castings sent one reading per message")
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--partitions", type=int, default=8)

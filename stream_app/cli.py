@@ -226,12 +226,11 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
            processes) -> None:
     """Re-score a historical sensor topic without touching the live worker's state."""
     import asyncio
+    import contextlib
     import time
 
     from stream_app.config import load_config
-    from stream_app.runtime.replay import run_replay
-    from stream_app.runtime.replay_parallel import run_parallel_replay
-    from stream_app.service.model_runner import load_scorer
+    from stream_app.runtime.replay_parallel import ParallelReplay
     from stream_app.tools.progress import ReplayProgress
 
     base = load_config(config_path)
@@ -239,24 +238,29 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
     if app_id == base.app_id:
         raise click.BadParameter("must differ from the live worker's app_id", param_hint="--app-id")
     cfg = base.model_copy(update={"app_id": app_id})
-    scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)  # refuses a model of other channels
-    if checkpoint is not None:  # a candidate's backtest never mixes with the current model's
-        output_topic = output_topic or f"{cfg.topics.predictions}.replay-{scorer.version}"
-        deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay-{scorer.version}"
-    progress = ReplayProgress(enabled=not no_progress)
-    try:
+    with contextlib.ExitStack() as stack:
         if processes == "1":
-            summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, predictions_topic=output_topic,
-                                             deadletter_topic=deadletter_topic, on_progress=progress))
+            from stream_app.runtime.replay import run_replay
+            from stream_app.service.model_runner import load_scorer
+
+            parallel = None
+            scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)  # refuses a model of other channels
+            version = scorer.version
+        else:  # the processes load the model (each checks its channels); this one needs no torch
+            parallel = stack.enter_context(ParallelReplay(cfg, checkpoint, processes))
+            version = parallel.model_version()
+        if checkpoint is not None:  # a candidate's backtest never mixes with the current model's
+            output_topic = output_topic or f"{cfg.topics.predictions}.replay-{version}"
+            deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay-{version}"
+        progress = stack.enter_context(contextlib.closing(ReplayProgress(enabled=not no_progress)))
+        topics = {"predictions_topic": output_topic, "deadletter_topic": deadletter_topic}
+        if parallel is None:
+            summary = asyncio.run(run_replay(cfg, scorer, start=start, until=until, on_progress=progress, **topics))
         else:
-            summary = run_parallel_replay(cfg, checkpoint, processes=processes, start=start, until=until,
-                                          predictions_topic=output_topic, deadletter_topic=deadletter_topic,
-                                          on_progress=progress)
-    finally:
-        progress.close()
+            summary = parallel.run(start=start, until=until, on_progress=progress, **topics)
     for line in summary.lines():
         click.echo(line)
-    click.echo(f"model {scorer.version} -> {output_topic or cfg.topics.predictions + '.replay'}")
+    click.echo(f"model {version} -> {output_topic or cfg.topics.predictions + '.replay'}")
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -32,10 +33,11 @@ from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once,
 from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
-from stream_app.service.model_runner import Scorer
 from stream_app.service.records import SourceRecord
 from stream_app.service.redis_window_store import RedisWindowStore
-from stream_app.service.scoring_stage import ScoringStage
+
+if TYPE_CHECKING:  # torch is imported by whoever loads the model, not by planning a replay
+    from stream_app.service.model_runner import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +246,8 @@ async def run_replay(
     # refused settings: one error naming the setting; a bounded job stops on a server that is down (below)
     await asyncio.to_thread(check_settings_once, cfg)
     await asyncio.to_thread(ensure_topics, cfg, [predictions_topic, deadletter_topic])
+    from stream_app.service.scoring_stage import ScoringStage
+
     redis = create_redis(cfg.redis)
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     ingest = IngestStage(MessageParser(cfg.validation), store)

@@ -1,10 +1,11 @@
 """A replay that uses every core: several processes, each replaying its share of the partitions.
 
 Python scores and parses on one core per process, so one replay process leaves the other cores idle.
-Here the parent fixes the offsets once (`make_plan`: start, stop and lookback per partition, as a
-single replay would), splits the partitions into `processes` shares of about equal record counts, and
-starts one `run_replay` per share in its own process (spawned, so each loads torch and the model
-itself). A casting's records all live in one partition (the topic is keyed by casting id), so a share
+Here the parent starts the processes first (spawned: each imports torch and loads the model itself,
+which takes seconds, so they do it while the parent starts and plans), fixes the offsets once
+(`make_plan`: start, stop and lookback per partition, as a single replay would), splits the
+partitions into shares of about equal record counts and hands each process one, which it replays
+with `run_replay`. A casting's records all live in one partition (the topic is keyed by casting id), so a share
 replays whole castings and the shares never meet. Each process runs under its own app id
 (`<app_id>-p<i>`), hence its own Redis prefix, and writes to the same output topics. The parent follows
 their progress and merges their summaries into one; if one fails, the others are stopped and the
@@ -63,85 +64,133 @@ def merge(summaries: list[ReplaySummary], seconds: float) -> ReplaySummary:
     return merged
 
 
-def resolve_processes(processes: int | str, partitions: int) -> int:
-    """`auto`: one per core, at most one per partition; a number is taken as given (at least 1)."""
+def resolve_processes(processes: int | str) -> int:
+    """`auto`: one per core; a number is taken as given (at least 1). Shares beyond the partitions with
+    records stay empty (`split_plan`), and their processes end at once."""
     if processes == "auto":
-        return max(1, min(os.cpu_count() or 1, partitions))
+        return max(1, os.cpu_count() or 1)
     count = int(processes)
     if count < 1:
         raise ReplayError(f"--processes must be at least 1 or 'auto', not {processes}")
     return count
 
 
-def run_parallel_replay(
-    cfg: StreamConfig,
-    checkpoint: Path | None,
-    *,
-    processes: int | str,
-    start: str = "earliest",
-    until: str | None = None,
-    predictions_topic: str | None = None,
-    deadletter_topic: str | None = None,
-    on_progress: Callable[[int, int, ReplaySummary], None] | None = None,
-) -> ReplaySummary:
-    """Replay with `processes` processes (see the module docstring); the merged summary."""
-    began = time.monotonic()
-    predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
-    deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
-    plan = asyncio.run(make_plan(cfg, start, until))
-    ensure_topics(cfg, [predictions_topic, deadletter_topic])  # once here, not raced by the processes
-    shares = split_plan(plan, resolve_processes(processes, len(plan.start)))
-    if not shares:  # nothing to read: one share over every partition says so as a single replay would
-        shares = [plan]
-    # each process's torch uses its share of the cores unless the config fixes the threads
-    threads = cfg.model.torch_threads or max(1, (os.cpu_count() or 1) // len(shares))
-    context = multiprocessing.get_context("spawn")
-    updates: multiprocessing.Queue = context.Queue()
-    children = []
-    for i, share in enumerate(shares):
-        child_cfg = cfg.model_copy(update={
-            "app_id": f"{cfg.app_id}-p{i}",
-            "model": cfg.model.model_copy(update={"torch_threads": threads}),
-        })
-        args = (i, child_cfg, checkpoint, share, predictions_topic, deadletter_topic, updates)
-        children.append(context.Process(target=_replay_share, args=args, name=f"replay-{i}", daemon=True))
-    log.info("replaying %d records in %d processes (%s)", plan.total, len(children),
-             ", ".join(f"{sum(s.stop[tp] - s.start[tp] for tp in s.start)} records" for s in shares))
-    for child in children:
-        child.start()
-    try:
-        summaries = _follow(children, updates, plan.total, on_progress)
-    finally:
-        for child in children:
+class ParallelReplay:
+    """The replay processes, started first so that their start (torch import, model load: a few seconds
+    each) overlaps the parent's own start and planning; `run` then plans, hands out the shares and follows
+    them. A context manager: leaving it stops any process still running."""
+
+    def __init__(self, cfg: StreamConfig, checkpoint: Path | None, processes: int | str) -> None:
+        self.cfg = cfg
+        self.began = time.monotonic()
+        self.version: str | None = None
+        count = resolve_processes(processes)
+        # each process's torch uses its share of the cores unless the config fixes the threads
+        threads = cfg.model.torch_threads or max(1, (os.cpu_count() or 1) // count)
+        context = multiprocessing.get_context("spawn")
+        self.updates: multiprocessing.Queue = context.Queue()
+        self.shares: multiprocessing.Queue = context.Queue()
+        self.children = []
+        for i in range(count):
+            child_cfg = cfg.model_copy(update={
+                "app_id": f"{cfg.app_id}-p{i}",
+                "model": cfg.model.model_copy(update={"torch_threads": threads}),
+            })
+            args = (i, child_cfg, checkpoint, self.shares, self.updates)
+            self.children.append(context.Process(target=_replay_share, args=args, name=f"replay-{i}", daemon=True))
+        for child in self.children:
+            child.start()
+
+    def __enter__(self) -> ParallelReplay:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for child in self.children:
             if child.is_alive():
                 child.terminate()
             child.join(timeout=10)
-    return merge(summaries, time.monotonic() - began)
+
+    def model_version(self) -> str:
+        """The version of the model the processes loaded (each checks it against the channel set), once the
+        first one has; an error of a process is raised. The summary's duration counts from here, as a
+        single replay's counts from after its model is loaded."""
+        while self.version is None:
+            index, kind, payload = self._next_update()
+            if kind == "error":
+                raise ReplayError(f"replay process {index}: {payload}")
+            if kind == "ready":
+                self.version = payload
+        self.began = time.monotonic()
+        return self.version
+
+    def _next_update(self) -> tuple[int, str, object]:
+        while True:
+            try:
+                return self.updates.get(timeout=POLL_S)
+            except queue.Empty:
+                _check_alive(self.children, set(), self.updates)
+
+    def run(
+        self,
+        *,
+        start: str = "earliest",
+        until: str | None = None,
+        predictions_topic: str | None = None,
+        deadletter_topic: str | None = None,
+        on_progress: Callable[[int, int, ReplaySummary], None] | None = None,
+    ) -> ReplaySummary:
+        """Plan, hand each process a share (an empty one ends it), follow them; the merged summary."""
+        self.model_version()
+        cfg = self.cfg
+        predictions_topic = predictions_topic or f"{cfg.topics.predictions}.replay"
+        deadletter_topic = deadletter_topic or f"{cfg.topics.deadletter}.replay"
+        plan = asyncio.run(make_plan(cfg, start, until))
+        ensure_topics(cfg, [predictions_topic, deadletter_topic])  # once here, not raced by the processes
+        shares = split_plan(plan, len(self.children)) or [plan]  # nothing to read: one replay says so
+        log.info("replaying %d records in %d processes (%s)", plan.total, len(shares),
+                 ", ".join(f"{share.total} records" for share in shares))
+        for i in range(len(self.children)):
+            self.shares.put((shares[i], predictions_topic, deadletter_topic) if i < len(shares) else None)
+        summaries = self._follow(plan.total, on_progress)
+        return merge(summaries, time.monotonic() - self.began)
+
+    def _follow(self, total: int, on_progress) -> list[ReplaySummary]:
+        """Read the processes' progress and results until each has sent its summary; an error raises."""
+        report = on_progress or (lambda done, total, summary: None)
+        latest: dict[int, ReplaySummary] = {}
+        finished: dict[int, ReplaySummary] = {}
+        while len(finished) < len(self.children):
+            try:
+                index, kind, payload = self.updates.get(timeout=POLL_S)
+            except queue.Empty:
+                _check_alive(self.children, set(finished), self.updates)
+                continue
+            if kind == "error":
+                raise ReplayError(f"replay process {index}: {payload}")
+            if kind == "ready":
+                continue
+            summary = _summary_from(payload)
+            latest[index] = summary
+            if kind == "done":
+                finished[index] = summary
+            merged = merge(list(latest.values()), 0.0)
+            report(merged.records, total, merged)
+        return [finished[i] for i in sorted(finished)]
 
 
-def _follow(children, updates, total: int, on_progress) -> list[ReplaySummary]:
-    """Read the children's progress and results until each has sent its summary; an error from one raises."""
-    report = on_progress or (lambda done, total, summary: None)
-    latest: dict[int, ReplaySummary] = {}
-    finished: dict[int, ReplaySummary] = {}
-    while len(finished) < len(children):
-        try:
-            index, kind, payload = updates.get(timeout=POLL_S)
-        except queue.Empty:
-            dead = [c for i, c in enumerate(children) if i not in finished and not c.is_alive()]
-            if dead and updates.empty():
-                codes = ", ".join(f"{c.name} exit code {c.exitcode}" for c in dead)
-                raise ReplayError(f"a replay process ended without a summary ({codes}); see its log above") from None
-            continue
-        if kind == "error":
-            raise ReplayError(f"replay process {index}: {payload}")
-        summary = _summary_from(payload)
-        latest[index] = summary
-        if kind == "done":
-            finished[index] = summary
-        merged = merge(list(latest.values()), 0.0)
-        report(merged.records, total, merged)
-    return [finished[i] for i in sorted(finished)]
+def run_parallel_replay(cfg: StreamConfig, checkpoint: Path | None, *, processes: int | str,
+                        **kwargs) -> ReplaySummary:
+    """Replay with `processes` processes (see the module docstring and `ParallelReplay.run`)."""
+    with ParallelReplay(cfg, checkpoint, processes) as replay:
+        return replay.run(**kwargs)
+
+
+def _check_alive(children, finished: set[int], updates) -> None:
+    """A process that ended without its summary (killed, or crashed outside Python) fails the replay."""
+    dead = [c for i, c in enumerate(children) if i not in finished and not c.is_alive()]
+    if dead and updates.empty():
+        codes = ", ".join(f"{c.name} exit code {c.exitcode}" for c in dead)
+        raise ReplayError(f"a replay process ended without a summary ({codes}); see its log above")
 
 
 def _fields_of(summary: ReplaySummary) -> dict:
@@ -153,9 +202,9 @@ def _summary_from(fields: dict) -> ReplaySummary:
     return ReplaySummary(**{**fields, "deadletters": Counter(fields["deadletters"])})
 
 
-def _replay_share(index: int, cfg: StreamConfig, checkpoint: Path | None, plan: ReplayPlan,
-                  predictions_topic: str, deadletter_topic: str, updates) -> None:
-    """One process: load the model, replay the share, send progress and then the summary (or the error)."""
+def _replay_share(index: int, cfg: StreamConfig, checkpoint: Path | None, shares, updates) -> None:
+    """One process: load the model, wait for its share, replay it, send progress and then the summary (or
+    the error). No share (None): nothing to do, an empty summary."""
     from stream_app.logging_setup import configure_logging
     from stream_app.service.model_runner import load_scorer
 
@@ -165,6 +214,12 @@ def _replay_share(index: int, cfg: StreamConfig, checkpoint: Path | None, plan: 
 
         torch.set_num_threads(cfg.model.torch_threads or 1)
         scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)
+        updates.put((index, "ready", scorer.version))
+        work = shares.get()
+        if work is None:
+            updates.put((index, "done", _fields_of(ReplaySummary())))
+            return
+        plan, predictions_topic, deadletter_topic = work
         last = 0.0
 
         def progress(done: int, total: int, summary: ReplaySummary) -> None:

@@ -70,19 +70,23 @@ def restore_cluster(settings: cluster.ClusterSettings) -> None:
 
 
 @pytest.fixture
-def kafka_cluster_service_config(kafka_cluster_env, unique_name, tiny_checkpoint) -> Callable[..., StreamConfig]:
+def kafka_cluster_service_config(kafka_cluster_env, unique_name, tiny_checkpoint, request
+                                 ) -> Callable[..., StreamConfig]:
     """`service_config` against the cluster: Kafka from its env (replication 3, min ISR 2), Redis the plain
-    stack's (127.0.0.1:6379); the topics are created up front by the worker's own `ensure_topics`."""
+    stack's (127.0.0.1:6379), or with `redis_cluster=True` the Redis Cluster's (the whole clustered stack);
+    the topics are created up front by the worker's own `ensure_topics`."""
     from stream_app.config import load_config
     from stream_app.runtime.topics import ensure_topics
 
-    def make(**overrides) -> StreamConfig:
+    def make(redis_cluster: bool = False, **overrides) -> StreamConfig:
         app_id = unique_name("cluster")
         topics = {"sensors": f"{app_id}.sensors", "predictions": f"{app_id}.predictions",
                   "deadletter": f"{app_id}.deadletter", **overrides.pop("topics", {})}
         model = {"checkpoint": str(tiny_checkpoint), "device": "cpu", "torch_threads": 1, **overrides.pop("model", {})}
-        cfg = load_config(environ=connection_free_environ(kafka_cluster_env), app_id=app_id, topics=topics,
-                          model=model, **overrides)
+        env = {**kafka_cluster_env, **(request.getfixturevalue("redis_cluster_env") if redis_cluster else {})}
+        cfg = load_config(environ=connection_free_environ(env), app_id=app_id, topics=topics, model=model,
+                          **overrides)
+        assert cfg.redis.cluster == redis_cluster
         ensure_topics(cfg)
         return cfg
 
@@ -198,7 +202,7 @@ def test_topics_created_by_the_worker_are_replicated(nodes, kafka_cluster_servic
 
 def test_broker_killed_mid_stream_then_a_second_one_briefly(nodes, kafka_cluster_service_config, worker_factory,
                                                            reader_factory, tiny_checkpoint):
-    cfg = kafka_cluster_service_config(topics={"partitions": 6})
+    cfg = kafka_cluster_service_config(redis_cluster=True, topics={"partitions": 6})  # the whole clustered stack
     castings = make_castings(120, seed=41, prefix="B")
     predictions = reader_factory(cfg, cfg.topics.predictions)
     worker = worker_factory(cfg).start()
@@ -314,7 +318,7 @@ def test_two_brokers_down_blocks_writes_and_the_worker_says_so(nodes, kafka_clus
 
 def test_three_workers_twelve_partitions_one_killed_one_added(nodes, kafka_cluster_service_config, worker_factory,
                                                                reader_factory, tiny_checkpoint):
-    cfg = kafka_cluster_service_config(topics={"partitions": 12})
+    cfg = kafka_cluster_service_config(redis_cluster=True, topics={"partitions": 12})  # the whole clustered stack
     castings = make_castings(120, seed=61, prefix="W")
     predictions = reader_factory(cfg, cfg.topics.predictions)
     workers = [worker_factory(cfg).start() for _ in range(3)]

@@ -43,11 +43,10 @@ def test_merge_adds_the_counts_and_keeps_the_wall_time():
     assert (merged.started_before_from, merged.open_at_stop, merged.seconds) == (1, 1, 4.5)
 
 
-def test_processes_auto_is_one_per_core_at_most_one_per_partition(monkeypatch):
+def test_processes_auto_is_one_per_core(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert resolve_processes("auto", 12) == 2
-    assert resolve_processes("auto", 1) == 1
-    assert resolve_processes("3", 12) == 3
+    assert resolve_processes("auto") == 2
+    assert resolve_processes("3") == 3
 
 
 @pytest.mark.integration
@@ -66,7 +65,7 @@ def test_two_processes_score_what_one_process_scores(service_config, reader_fact
     config = str(write_config(cfg, tmp_path / "c.yaml"))
 
     outputs = {}
-    for processes in ("1", "2"):
+    for processes in ("1", "2", "6"):  # 6 processes for 4 partitions: two get no share and end at once
         topic = f"{cfg.topics.predictions}.replay-{processes}"
         result = CliRunner().invoke(cli, [
             "replay", "--config", config, "--no-progress", "--processes", processes,
@@ -78,16 +77,17 @@ def test_two_processes_score_what_one_process_scores(service_config, reader_fact
         reader.poll(1000)  # nothing more than one prediction per casting arrives
         outputs[processes] = (result.output, {p["casting_id"]: p for p in reader.json()}, len(reader.records))
 
-    (one_text, one, one_count), (two_text, two, two_count) = outputs["1"], outputs["2"]
-    assert one_count == two_count == len(castings)
-    assert set(two) == set(one) == {c.casting_id for c in castings}
+    (one_text, one, one_count), (two_text, two, two_count), (six_text, six, six_count) = outputs.values()
+    assert one_count == two_count == six_count == len(castings)
+    assert set(two) == set(one) == set(six) == {c.casting_id for c in castings}
     for casting_id, prediction in one.items():
         assert two[casting_id]["defect_probability"] == prediction["defect_probability"], casting_id
+        assert six[casting_id]["defect_probability"] == prediction["defect_probability"], casting_id
     # the merged summary says what the single process said (the duration aside)
     def counts(text: str) -> list[str]:
         return [line for line in text.splitlines() if not line.startswith(("duration", "readings", "model"))]
 
-    assert counts(two_text) == counts(one_text)
+    assert counts(two_text) == counts(one_text) == counts(six_text)
     assert f"castings scored       {len(castings)}" in two_text
     assert "dead letters          2" in two_text
     redis = create_redis_sync(cfg.redis)
