@@ -74,9 +74,10 @@ class ComposeStack:
         return self.podman("exec", self.container("redis"), "redis-cli", *args)
 
     def window_lengths(self, prefix: str, casting_prefix: str) -> dict[str, int]:
-        """Readings buffered per casting (one hash field per step) for the castings whose id starts so."""
-        keys = self.redis_cli("--scan", "--pattern", f"{prefix}:win:{casting_prefix}*").split()
-        return {key.rsplit(":", 1)[-1]: int(self.redis_cli("HLEN", key).strip()) for key in keys}
+        """Readings buffered per casting (one hash field per step) for the castings whose id starts so. A window
+        key carries its casting id as a hash tag, `{prefix}:win:{<id>}` (`RedisWindowStore.window_key`)."""
+        keys = self.redis_cli("--scan", "--pattern", f"{prefix}:win:{{{casting_prefix}*").split()
+        return {key.rsplit(":", 1)[-1].strip("{}"): int(self.redis_cli("HLEN", key).strip()) for key in keys}
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout_s: float, poll_s: float = 1.0) -> None:
