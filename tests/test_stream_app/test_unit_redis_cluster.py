@@ -9,20 +9,10 @@ import redis.exceptions
 from stream_app.config import ConfigError, RedisConfig, load_config
 from stream_app.runtime.connection_errors import explain_redis_error, is_misconfiguration
 from stream_app.runtime.outages import is_outage
+from tests.test_stream_app.test_unit_security import wrapped  # `outer` raised from `inner`, as the clients do
 
 CLUSTER = RedisConfig(url="redis://127.0.0.1:17001/0", cluster=True)
 PLAIN = RedisConfig(url="redis://127.0.0.1:17001/0")
-
-
-def raised(outer: Exception, inner: BaseException) -> Exception:
-    """`outer` raised from `inner`, as redis-py's cluster client wraps what a seed node said."""
-    try:
-        try:
-            raise inner
-        except BaseException as exc:
-            raise outer from exc
-    except Exception as exc:  # noqa: BLE001
-        return exc
 
 
 def test_the_cluster_setting_comes_from_the_environment_and_wants_a_tcp_url_on_db_0():
@@ -35,7 +25,7 @@ def test_the_cluster_setting_comes_from_the_environment_and_wants_a_tcp_url_on_d
 
 
 def test_a_cluster_that_cannot_be_reached_is_an_outage():
-    for exc in (raised(redis.exceptions.RedisClusterException("Redis Cluster cannot be connected. Please provide at "
+    for exc in (wrapped(redis.exceptions.RedisClusterException("Redis Cluster cannot be connected. Please provide at "
                                                               "least one reachable node: Error 111"),
                        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:17001.")),
                 redis.exceptions.RedisClusterException("All slots are not covered after query all startup_nodes."),
@@ -55,9 +45,9 @@ def test_a_plain_client_on_a_cluster_node_names_redis_cluster():
 
 def test_a_cluster_client_on_a_plain_server_names_redis_cluster():
     # what redis-py raises: "cannot be connected" from "Cluster mode is not enabled" from CLUSTER SLOTS's error
-    inner = raised(redis.exceptions.RedisClusterException("Cluster mode is not enabled on this node"),
+    inner = wrapped(redis.exceptions.RedisClusterException("Cluster mode is not enabled on this node"),
                    redis.exceptions.ResponseError("ERR This instance has cluster support disabled"))
-    exc = raised(redis.exceptions.RedisClusterException("Redis Cluster cannot be connected. Please provide at least "
+    exc = wrapped(redis.exceptions.RedisClusterException("Redis Cluster cannot be connected. Please provide at least "
                                                         "one reachable node: Cluster mode is not enabled on this node"),
                  inner)
     assert is_misconfiguration(exc) and not is_outage(exc)
@@ -67,7 +57,7 @@ def test_a_cluster_client_on_a_plain_server_names_redis_cluster():
 
 
 def test_refused_credentials_behind_the_cluster_client_name_the_password():
-    exc = raised(redis.exceptions.RedisClusterException("Redis Cluster cannot be connected."),
+    exc = wrapped(redis.exceptions.RedisClusterException("Redis Cluster cannot be connected."),
                  redis.exceptions.AuthenticationError("invalid username-password pair or user is disabled."))
     assert is_misconfiguration(exc)
     error = explain_redis_error(exc, CLUSTER)
