@@ -183,6 +183,12 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
         finally:
             pipeline.running.discard("ingest")
 
+    @app.on_before_shutdown.connect
+    async def finish_ingest(sender: faust.App, **kwargs: object) -> None:
+        # faust stops its producer before it cancels its tasks: the batch in hand must finish first,
+        # or its sends fail with NotReady and the worker exits 1 instead of 0
+        await ingest.stop()
+
     @app.agent(outputs.requests, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
         async def deliver(outcome: ScoringOutcome, events: list[faust.EventT]) -> None:

@@ -12,6 +12,10 @@ starts where this one stopped. A batch that meets an outage (Redis or the broker
 in hand, retried with backoff (`outages.Dependency`), until the outage ends; nothing is skipped and the
 loop keeps running. If the group takes the batch's partitions away meanwhile, the batch is dropped
 uncommitted and its next owner reads it.
+
+Shutdown: `stop` is called while the worker's producer still runs (faust stops its producer before
+it cancels its tasks). It lets the batch in hand finish and commit (one waiting out an outage is
+handed back uncommitted), and the loop takes no further batch.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class IngestLoop(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None  # set while running (the health probe asks it)
         self._batch_lock = asyncio.Lock()
         self._revoking = False
+        self._stopping = False
 
     def create_consumer(self) -> AIOKafkaConsumer:
         kafka = self.cfg.kafka
@@ -80,11 +85,12 @@ class IngestLoop(ConsumerRebalanceListener):
         log.info("ingest consuming %s in group %s", self.cfg.topics.sensors, ingest_group_id(self.cfg))
         batching = self.cfg.batching
         try:
-            while True:
+            while not self._stopping:
                 batches = await consumer.getmany(
                     timeout_ms=int(batching.ingest_take_timeout_s * 1000), max_records=batching.ingest_take_size
                 )
-                if batches:
+                # a fetch that arrives after `stop` stays uncommitted: its sends would find the producer gone
+                if batches and not self._stopping:
                     await self._handle(consumer, batches)
         finally:
             self.consumer = None
@@ -107,9 +113,10 @@ class IngestLoop(ConsumerRebalanceListener):
             except Exception as exc:
                 if not (isinstance(exc, OutageAbandoned) or is_outage(exc)):
                     raise
-                # the partitions are being revoked: not ours to finish; the next owner reads it again
-                log.warning("ingest batch of %d records handed back uncommitted (partitions revoked during an "
-                            "outage)", len(records))
+                # the partitions are being revoked or the worker is stopping: the next owner reads it again
+                reason = "the worker is stopping" if self._stopping else "partitions revoked"
+                log.warning("ingest batch of %d records handed back uncommitted (%s during an outage)",
+                            len(records), reason)
                 for tp, messages in batches.items():
                     with contextlib.suppress(IllegalStateError):
                         consumer.seek(tp, messages[0].offset)
@@ -128,8 +135,14 @@ class IngestLoop(ConsumerRebalanceListener):
                 log.warning("ingest commit of %d records failed (%s: %s); a later commit covers them",
                             len(records), type(exc).__name__, exc)
 
+    async def stop(self) -> None:
+        """Take no further batch and return once the one in hand is committed or handed back."""
+        self._stopping = True
+        async with self._batch_lock:
+            pass
+
     def _given_up(self) -> bool:
-        return self._revoking
+        return self._revoking or self._stopping
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # let the batch in hand finish and commit before the partitions move; one waiting out an outage

@@ -109,3 +109,69 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         sync.close()
         await unreachable.aclose()
         await real.aclose()
+
+
+async def test_stop_lets_the_batch_in_hand_commit_and_ends_the_loop(service_config):
+    # faust stops its producer before it cancels its tasks; `stop` runs first, so no send meets a stopped producer
+    cfg = service_config()
+    castings = make_castings(3, seed=6, prefix="STOP")
+    produce_castings(cfg, castings, chunk_sizes=(1, 10))
+    store = RedisWindowStore(create_redis(cfg.redis), cfg.redis_prefix, cfg.redis.key_ttl_s)
+    sending, release = asyncio.Event(), asyncio.Event()
+    sends = 0
+
+    async def send(outcome: IngestOutcome, now: float) -> None:
+        nonlocal sends
+        sends += 1
+        sending.set()
+        await release.wait()  # the broker is slow to acknowledge the batch in hand
+
+    loop = IngestLoop(cfg, IngestStage(MessageParser(cfg.validation), store), send, Metrics(),
+                      Dependency("redis"), Dependency("kafka"))
+    sync = create_redis_sync(cfg.redis)
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.wait_for(sending.wait(), 30)
+        stopping = asyncio.create_task(loop.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()  # waits for the batch in hand
+        release.set()
+        await asyncio.wait_for(stopping, 10)
+        await asyncio.wait_for(task, 10)  # the loop ends by itself, without a cancel
+        assert sends == 1  # no batch taken after `stop`
+        committed, end = await committed_offsets(cfg)
+        assert 0 < committed <= end  # the batch in hand was committed
+    finally:
+        release.set()
+        if not task.done():
+            await stop(task, sync, cfg.redis_prefix)
+        for key in sync.scan_iter(f"{cfg.redis_prefix}:*"):
+            sync.delete(key)
+        sync.close()
+        await store.client.aclose()
+
+
+async def test_stop_during_an_outage_hands_the_batch_back(service_config, caplog):
+    cfg = service_config()
+    produce_castings(cfg, make_castings(2, seed=7, prefix="STOPOUT"), chunk_sizes=(1, 10))
+    unreachable = create_redis(cfg.redis.model_copy(update={"url": f"redis://127.0.0.1:{free_port()}/0"}))
+    store = RedisWindowStore(unreachable, cfg.redis_prefix, cfg.redis.key_ttl_s)
+    redis_dep = Dependency("redis", initial_wait_s=0.05, max_wait_s=0.2)
+
+    async def send(outcome: IngestOutcome, now: float) -> None:
+        raise AssertionError("nothing reaches the sends while Redis is away")
+
+    loop = IngestLoop(cfg, IngestStage(MessageParser(cfg.validation), store), send, Metrics(), redis_dep,
+                      Dependency("kafka"))
+    task = asyncio.create_task(loop.run())
+    try:
+        with caplog.at_level(logging.WARNING, logger="stream_app.runtime.ingest_loop"):
+            assert await eventually(lambda: redis_dep.failed_attempts >= 2, task)
+            await asyncio.wait_for(loop.stop(), 10)
+            await asyncio.wait_for(task, 10)
+        assert any("the worker is stopping during an outage" in r.getMessage() for r in caplog.records)
+        assert (await committed_offsets(cfg))[0] == 0  # handed back: the next owner reads it all again
+    finally:
+        if not task.done():
+            task.cancel()
+        await unreachable.aclose()
