@@ -13,6 +13,9 @@ from pathlib import Path
 
 from stream_app.config import StreamConfig, load_config
 
+#: bytes held in a hash's values (a window's rows)
+_HELD_BYTES = "local n = 0 for _, v in ipairs(redis.call('HVALS', KEYS[1])) do n = n + #v end return n"
+
 
 class ComposeError(AssertionError):
     """A compose or podman command failed, or a wait ran out; the message carries its output."""
@@ -73,11 +76,13 @@ class ComposeStack:
     def redis_cli(self, *args: str) -> str:
         return self.podman("exec", self.container("redis"), "redis-cli", *args)
 
-    def window_lengths(self, prefix: str, casting_prefix: str) -> dict[str, int]:
-        """Readings buffered per casting (one hash field per step) for the castings whose id starts so. A window
-        key carries its casting id as a hash tag, `{prefix}:win:{<id>}` (`RedisWindowStore.window_key`)."""
+    def window_lengths(self, prefix: str, casting_prefix: str, n_channels: int = 5) -> dict[str, int]:
+        """Readings buffered per casting for the castings whose id starts so. A window key carries its casting
+        id as a hash tag, `{prefix}:win:{<id>}` (`RedisWindowStore.window_key`); its fields are runs, a
+        message's first step -> its float32 rows, so the readings are the bytes held / (4 * channels)."""
         keys = self.redis_cli("--scan", "--pattern", f"{prefix}:win:{{{casting_prefix}*").split()
-        return {key.rsplit(":", 1)[-1].strip("{}"): int(self.redis_cli("HLEN", key).strip()) for key in keys}
+        return {key.rsplit(":", 1)[-1].strip("{}"): int(self.redis_cli("EVAL", _HELD_BYTES, "1", key).strip())
+                // (4 * n_channels) for key in keys}
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout_s: float, poll_s: float = 1.0) -> None:

@@ -25,12 +25,8 @@ class MemoryWindowStore:
 
     def _write_rows(self, batch: Sequence[Readings]) -> list[str]:
         written = []
-        for message in batch:
-            packed = pack_row(message.rows)
-            width = len(packed) // len(message.rows)
-            rows = self.windows.setdefault(message.casting_id, {})
-            for i in range(len(message.rows)):
-                rows[message.start_step + i] = packed[i * width : (i + 1) * width]
+        for message in batch:  # one run per message, as the Redis store keeps them
+            self.windows.setdefault(message.casting_id, {})[message.start_step] = pack_row(message.rows)
             written.append(message.casting_id)
         return list(dict.fromkeys(written))
 

@@ -1,9 +1,11 @@
-"""The Redis window store: one hash per casting (step -> packed float32 row), pipelined.
+"""The Redis window store: one hash per casting (first step -> packed float32 rows), pipelined.
 
 Keys (all under the app's prefix, so a replay with another app id never touches live buffers). The
 casting id sits in braces, a Redis Cluster *hash tag*: only the part inside the braces picks the slot,
 so a casting's four keys share one slot, hence one master, on a Redis Cluster (`redis.cluster: true`):
-    {prefix}:win:{<casting_id>}    hash   step -> row bytes; duplicates collapse, order is free
+    {prefix}:win:{<casting_id>}    hash   a message's first step -> its rows' bytes (one field per message:
+                                          one row for a single reading, 50 for a chunk of 50); a message
+                                          read twice rewrites its own field, order is free
     {prefix}:open                  zset   casting_id -> last activity (epoch s), for the abandonment sweep
                                           (one key for the whole app: on a cluster it lives on one master)
     {prefix}:done:{<casting_id>}   string the outcome already produced for this casting (a prediction or a
@@ -107,22 +109,19 @@ class RedisWindowStore:
         return fields
 
     def _queue_rows(self, pipe, batch: Sequence[Readings]) -> list[str]:
-        """HSET per casting, not per reading; returns the castings written."""
+        """One HSET per casting, one field per message (a chunk stays one packed run: a field per step made
+        the chunk path spend most of its time packing and storing fields); returns the castings written."""
         per_casting: dict[str, dict[int, bytes]] = {}
         for message in batch:
-            rows = per_casting.setdefault(message.casting_id, {})
-            packed = pack_row(message.rows)  # all rows at once; row i is bytes [i * width, (i + 1) * width)
-            width = len(packed) // len(message.rows)
-            for i in range(len(message.rows)):
-                rows[message.start_step + i] = packed[i * width : (i + 1) * width]
-        for casting_id, rows in per_casting.items():
+            per_casting.setdefault(message.casting_id, {})[message.start_step] = pack_row(message.rows)
+        for casting_id, runs in per_casting.items():
             key = self.window_key(casting_id)
-            pipe.hset(key, mapping=rows)
+            pipe.hset(key, mapping=runs)
             pipe.expire(key, self.ttl_s)
         return list(per_casting)
 
     async def fetch(self, casting_ids: Sequence[str]) -> list[tuple[dict[int, bytes], bytes | None]]:
-        """(rows by step, stored outcome or None) per casting, in one round trip."""
+        """(runs by first step, stored outcome or None) per casting, in one round trip."""
         if not casting_ids:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -132,8 +131,8 @@ class RedisWindowStore:
         replies = await pipe.execute()
         out = []
         for i in range(len(casting_ids)):
-            raw_rows, done = replies[2 * i], replies[2 * i + 1]
-            out.append(({int(step): row for step, row in raw_rows.items()}, done))
+            raw_runs, done = replies[2 * i], replies[2 * i + 1]
+            out.append(({int(step): run for step, run in raw_runs.items()}, done))
         return out
 
     async def record_outcomes(self, outcomes: Sequence[tuple[str, bytes]]) -> list[bytes | None]:

@@ -52,11 +52,13 @@ class WindowStore(Protocol):
         """The seals of `casting_ids` (those sealed), and which of `window_ids` have a buffered window."""
 
     async def write_ingest(self, writes: IngestWrites, now: float) -> None:
-        """Apply one ingest batch in order: readings (duplicate steps collapse, order is free; their castings
-        are marked active at `now`), seals, discards. A stored seal implies the readings before it are stored."""
+        """Apply one ingest batch in order: readings (one run per message; a message read again rewrites
+        its run; order is free; their castings are marked active at `now`), seals, discards. A stored seal
+        implies the readings before it are stored."""
 
     async def fetch(self, casting_ids: Sequence[str]) -> list[tuple[dict[int, bytes], bytes | None]]:
-        """(rows by step, stored outcome or None) per casting."""
+        """(runs, stored outcome or None) per casting. A run is a message's first step -> its rows' packed
+        bytes (`windows.assemble_window` turns the runs into the window)."""
 
     async def record_outcomes(self, outcomes: Sequence[tuple[str, bytes]]) -> list[bytes | None]:
         """Store each casting's outcome unless one is stored: None where stored, else the earlier outcome.

@@ -21,19 +21,33 @@ def pack_row(row: np.ndarray) -> bytes:
 
 
 def assemble_window(
-    rows: Mapping[int, bytes], n_steps: int, n_channels: int, cfg: WindowConfig
+    runs: Mapping[int, bytes], n_steps: int, n_channels: int, cfg: WindowConfig
 ) -> tuple[np.ndarray, int]:
-    """Return (window float32 (n_steps, n_channels), number of filled steps)."""
-    if not rows:
+    """Return (window float32 (n_steps, n_channels), number of filled steps).
+
+    `runs` is what the window store holds: first step -> that step's packed row followed by the rows of
+    the steps after it (one run per message: one row for a single reading, 50 for a chunk of 50). Runs may
+    overlap (a reading re-sent in another chunking); a step held twice counts once."""
+    if not runs:
         raise RejectedInput("unknown_casting", "no buffered readings")
-    beyond = [step for step in rows if step >= n_steps]
-    if beyond:
+    values = np.frombuffer(b"".join(runs.values()), dtype=ROW_DTYPE).reshape(-1, n_channels)
+    row_bytes = ROW_DTYPE.itemsize * n_channels
+    lengths = np.fromiter((len(run) // row_bytes for run in runs.values()), dtype=np.int64, count=len(runs))
+    starts = np.fromiter(runs.keys(), dtype=np.int64, count=len(runs))
+    if len(values) == len(runs):  # single readings: one row per run
+        steps = starts
+    else:  # step of row i = its run's first step + i's place in the run
+        first_row = np.cumsum(lengths) - lengths
+        steps = np.repeat(starts - first_row, lengths) + np.arange(len(values))
+    beyond = steps[steps >= n_steps]
+    if len(beyond):
         raise RejectedInput(
-            "length_mismatch", f"{len(beyond)} buffered step(s) >= n_steps {n_steps}, first {min(beyond)}"
+            "length_mismatch", f"{len(np.unique(beyond))} buffered step(s) >= n_steps {n_steps}, first {beyond.min()}"
         )
-    steps = np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))
-    values = np.frombuffer(b"".join(rows.values()), dtype=ROW_DTYPE).reshape(len(rows), n_channels)
-    missing = n_steps - len(rows)
+    if len(values) != len(runs):  # sorted, one row per step where runs overlap
+        steps, first = np.unique(steps, return_index=True)
+        values = values[first]
+    missing = n_steps - len(steps)
     if missing / n_steps > cfg.max_gap_share:
         raise RejectedInput(
             "too_many_gaps", f"{missing} of {n_steps} steps missing (> {cfg.max_gap_share:.1%})"

@@ -169,6 +169,11 @@ def produce_castings(cfg, castings: list[Casting], strands: int = 4, chunk_sizes
     produce(cfg, ((key.encode(), value) for key, value in messages))
 
 
+def buffered_readings(redis_sync, window_key: str, n_channels: int = 5) -> int:
+    """Readings held in a window hash: its fields are runs (a message's first step -> its float32 rows)."""
+    return sum(len(run) for run in redis_sync.hvals(window_key)) // (4 * n_channels)
+
+
 def assert_predictions_match(predictions: list[dict], castings: list[Casting], checkpoint) -> None:
     by_id: dict[str, dict] = {}
     for p in predictions:

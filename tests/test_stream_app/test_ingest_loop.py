@@ -18,7 +18,7 @@ from stream_app.runtime.outages import Dependency
 from stream_app.service.ingest_stage import IngestOutcome, IngestStage
 from stream_app.service.messages import MessageParser
 from stream_app.service.redis_window_store import RedisWindowStore
-from tests.test_stream_app.harness import free_port, make_castings, produce_castings
+from tests.test_stream_app.harness import buffered_readings, free_port, make_castings, produce_castings
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ async def test_a_redis_outage_holds_the_batch_until_redis_answers(service_config
         assert len(lines("redis is back after")) == 1
         assert sorted(requests) == sorted(c.casting_id for c in castings)
         for casting in castings:  # every reading of the failed batches was written after all
-            assert sync.hlen(store.window_key(casting.casting_id)) == len(casting.values)
+            assert buffered_readings(sync, store.window_key(casting.casting_id)) == len(casting.values)
         assert await eventually(lambda: fully_committed(cfg), task)
     finally:
         await stop(task, sync, cfg.redis_prefix)

@@ -158,3 +158,55 @@ def test_default_config_with_five_channels():
     expected = values.copy()
     expected[0], expected[77], expected[199] = values[1], values[76], values[198]
     np.testing.assert_array_equal(window, expected)
+
+
+def runs_of(values: dict[int, list[float]], sizes: list[int]) -> dict[int, bytes]:
+    """Consecutive steps of `values` cut into runs of `sizes`, as the store keeps chunks: first step -> rows."""
+    steps = sorted(values)
+    runs, i = {}, 0
+    for size in sizes:
+        part = steps[i : i + size]
+        assert part == list(range(part[0], part[0] + size)), "a run holds consecutive steps"
+        runs[part[0]] = b"".join(pack_row(np.asarray(values[s], dtype=np.float32)) for s in part)
+        i += size
+    assert i == len(steps)
+    return runs
+
+
+@pytest.mark.parametrize("gap_fill", ["ffill", "linear"])
+@pytest.mark.parametrize("seed", range(5))
+def test_runs_of_any_chunking_give_the_window_of_single_readings(gap_fill, seed):
+    rng = np.random.default_rng(seed)
+    values, runs, step = ramp(range(60)), {}, 0
+    kept: dict[int, list[float]] = {}
+    while step < 60:
+        size = min(60 - step, int(rng.integers(1, 12)))
+        if seed == 0 or rng.random() > 0.1:  # a lost message leaves a gap of its size
+            chunk = {s: values[s] for s in range(step, step + size)}
+            runs |= runs_of(chunk, [size])
+            kept |= chunk
+        step += size
+    shuffled = dict(sorted(runs.items(), key=lambda _: rng.random()))
+    window_cfg = cfg(gap_fill, max_gap_share=1.0)
+    expected = assemble_window(rows_of(kept), 60, C, window_cfg)
+    window, gaps = assemble_window(shuffled, 60, C, window_cfg)
+    assert gaps == expected[1] == 60 - len(kept)
+    np.testing.assert_array_equal(window, expected[0])
+
+
+def test_overlapping_runs_count_each_step_once():
+    values = ramp(range(10))
+    runs = runs_of(values, [5, 5]) | runs_of({s: values[s] for s in range(3, 8)}, [5])  # steps 3-7 re-sent
+    window, gaps = assemble_window(runs, 10, C, cfg(max_gap_share=0.0))
+    assert gaps == 0
+    np.testing.assert_array_equal(window, np.array([[s, 10 * s] for s in range(10)], dtype=np.float32))
+
+
+def test_a_run_that_crosses_n_steps_is_a_length_mismatch():
+    runs = runs_of(ramp(range(12)), [6, 6])  # steps 6-11, n_steps 10: steps 10 and 11 are beyond
+    with pytest.raises(RejectedInput, match="2 buffered step"):
+        assemble_window(runs, 10, C, cfg())
+    try:
+        assemble_window(runs, 10, C, cfg())
+    except RejectedInput as error:
+        assert error.reason == "length_mismatch" and "first 10" in error.detail
