@@ -133,10 +133,12 @@ async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
         await redis.aclose()
 
 
-def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float,
-               start_timeout_s: float = 90) -> tuple[int, float]:
-    """A worker process on the topic; (readings, seconds) from its first to its last counted reading."""
-    entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")] if naive else None
+def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float, start_timeout_s: float = 90,
+               entry: list[str] | None = None) -> tuple[int, float]:
+    """A worker process on the topic; (readings, seconds) from its first to its last counted reading.
+    `entry`: the command that starts it (default `stream-app worker`; the naive worker's with `naive`)."""
+    if naive:
+        entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")]
     name = "casting_readings_ingested_total"
     with bench_worker(cfg, entry=entry) as worker:
         deadline = time.monotonic() + start_timeout_s

@@ -5,7 +5,13 @@ writes) on one message shape, under py-spy, summed by function (self time) and b
         .venv/bin/python bench/profile_ingest.py --chunk 1
     .venv/bin/python bench/profile_ingest.py --summarise /tmp/ingest-1.txt
 
+    .venv/bin/python bench/profile_ingest.py --chunk 1 --worker /tmp/worker-1.txt   # the worker itself
+    .venv/bin/python bench/profile_ingest.py --summarise /tmp/worker-1.txt
+
 (py-spy is installed into the peer's environment by `make bench-peer-env`; the services must be up.)
+`--worker OUT` runs `stream-app worker` under py-spy on the produced topic until it has ingested every
+reading, and writes py-spy's raw profile to OUT (faust's start-up and the model load are in it too:
+read the stages, not the total).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # the stages, by the innermost frame of a stack that names one (asyncio callbacks carry no caller)
 STAGES = {
+    "ingest loop (IngestLoop, sends, commit)": ("ingest_loop.py",),
+    "faust (producer, agents, timers)": ("faust/", "mode/"),
     "Kafka client (aiokafka: fetch, decode, crc)": ("aiokafka/", "kafka/"),
     "parse + validate (MessageParser)": ("messages.py",),
     "Redis client (redis-py: pipeline, encode, socket)": ("redis/", "hiredis"),
@@ -31,7 +39,7 @@ STAGES = {
 
 
 # start-up and the wait for the producing process are not ingest
-IGNORED = ("multiprocessing/", "threading.py", "importlib", "_produce")
+IGNORED = ("multiprocessing/", "threading.py", "importlib", "_produce", "torch/", "_find_and_load")
 
 
 def summarise(path: Path, top: int = 25) -> None:
@@ -57,9 +65,9 @@ def summarise(path: Path, top: int = 25) -> None:
         print(f"  {100 * n / total:5.1f}%  {name}")
 
 
-def run(chunk: int, readings: int) -> None:
-    from bench_ingest import STEPS_PER_CASTING, loop_pipelined
-    from common import bench_config, create_topics, delete_redis_prefix, delete_topics, unique_name
+def run(chunk: int, readings: int, worker_profile: Path | None) -> None:
+    from bench_ingest import STEPS_PER_CASTING, loop_pipelined, run_worker
+    from common import ROOT, bench_config, create_topics, delete_redis_prefix, delete_topics, unique_name
 
     run_id = unique_name("profile")
     cfg = bench_config(run_id, Path("checkpoints/default/model.pt"))
@@ -68,7 +76,14 @@ def run(chunk: int, readings: int) -> None:
         # produced from another process, so that the profile of this one holds the ingest only
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             pool.apply(_produce, (cfg, readings, chunk))
-        n, s = asyncio.run(loop_pipelined(cfg, cfg.batching.ingest_take_size))
+        if worker_profile is None:
+            n, s = asyncio.run(loop_pipelined(cfg, cfg.batching.ingest_take_size))
+        else:
+            spy = ROOT / ".venv-quix" / "bin" / "py-spy"
+            entry = [str(spy), "record", "-r", "250", "-f", "raw", "-o", str(worker_profile), "--",
+                     sys.executable, "-m", "stream_app.cli", "worker"]
+            n, s = run_worker(cfg, readings // STEPS_PER_CASTING * STEPS_PER_CASTING, naive=False, max_s=120,
+                              entry=entry)
         print(f"chunk {chunk}: {n} readings in {s:.1f} s, {n / s:,.0f}/s ({readings // STEPS_PER_CASTING} castings)")
     finally:
         delete_redis_prefix(cfg)
@@ -87,11 +102,13 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=1)
     parser.add_argument("--readings", type=int, default=None, help="default 150k single, 1M in chunks")
     parser.add_argument("--summarise", type=Path, default=None, help="print a py-spy raw profile's summary")
+    parser.add_argument("--worker", type=Path, default=None, metavar="OUT",
+                        help="profile the worker process under py-spy into OUT (raw) instead of loop (b)")
     args = parser.parse_args()
     if args.summarise:
         summarise(args.summarise)
     else:
-        run(args.chunk, args.readings or (150_000 if args.chunk == 1 else 1_000_000))
+        run(args.chunk, args.readings or (150_000 if args.chunk == 1 else 1_000_000), args.worker)
 
 
 if __name__ == "__main__":
