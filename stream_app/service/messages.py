@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -51,9 +52,6 @@ REASONS: dict[str, str] = {
 }
 
 MAX_CASTING_ID_CHARS = 128
-#: messages of at most this many rows are validated together by `parse_many`; a chunk is already one
-#: vectorised check, and copying it into the batch made chunks of 50 slower (0.86x)
-BATCHED_ROWS = 4
 _LIST = {list}
 _NUMBER_TYPES = {int, float}  # exact types: JSON gives bool its own type, and bool is no sensor value
 
@@ -85,6 +83,16 @@ class MessageParser:
         self.low = np.array([c.min for c in cfg.channels], dtype=np.float64)
         self.high = np.array([c.max for c in cfg.channels], dtype=np.float64)
         self.names = [c.name for c in cfg.channels]
+        # parse_many's fast path: the contract's three messages as typed structs, a row a tuple of exactly one
+        # float per channel (msgspec takes JSON ints as floats and refuses bools, strings and a wrong count)
+        row = tuple[(float,) * self.n_channels]  # type: ignore[misc]
+        self._reading_type = msgspec.defstruct("Reading", [("casting_id", str), ("step", int), ("values", row)],
+                                               tag_field="type", tag="reading")
+        chunk_type = msgspec.defstruct("Chunk", [("casting_id", str), ("start_step", int), ("values", list[row])],
+                                       tag_field="type", tag="readings")
+        self._end_type = msgspec.defstruct("End", [("casting_id", str), ("n_steps", int)], tag_field="type",
+                                           tag="end")
+        self._decoder = msgspec.json.Decoder(self._reading_type | chunk_type | self._end_type)
 
     def parse(self, key: bytes | None, value: bytes | None) -> Message:
         head = self._head(key, value)
@@ -93,48 +101,71 @@ class MessageParser:
     def parse_many(self, records: Sequence[tuple[bytes | None, bytes | None]]) -> list[Message | RejectedInput]:
         """`parse` of each (key, value), or the `RejectedInput` it would raise, with the same results.
 
-        For messages of a few rows (single readings), the numeric checks (finite, within limits) and the
-        float conversion run once over all of them, instead of a few numpy calls per message (most of a
-        single reading's cost; bench/bench_parse.py measures the two side by side). Chunks, and any
-        message the batch finds at fault in any way, take `parse`'s own path, so every reason and detail
-        is `parse`'s.
+        The common, valid message takes a fast path: msgspec decodes it into a typed struct in C (the
+        JSON, the field types, the channel count, no bool or string among the values), and the numeric
+        checks (finite, within limits) and the float conversion run once over the rows of the whole
+        batch. Whatever the fast path does not accept, a message or a value at fault in any way, takes
+        `parse`'s own path, so every reason and detail is `parse`'s (bench/bench_parse.py measures the two).
         """
         results: list[Message | RejectedInput | None] = [None] * len(records)
-        heads: dict[int, tuple[str, int, list]] = {}
-        flat: list[list] = []
+        fast: list[tuple[int, str, int, Sequence[Sequence[float]]]] = []  # (index, casting id, first step, rows)
         for i, (key, value) in enumerate(records):
-            try:
-                head = self._head(key, value)
-                if isinstance(head, EndMarker):
-                    results[i] = head
-                    continue
-                casting_id, start, rows = head
-                if len(rows) <= BATCHED_ROWS and self._plain_rows(rows) and self._steps_ok(start, len(rows)):
-                    heads[i] = head
-                    flat.extend(rows)
-                else:
-                    results[i] = self._readings(casting_id, start, rows)
-            except RejectedInput as error:
-                results[i] = error
-        if heads:
-            try:
-                array = np.asarray(flat, dtype=np.float64)  # (rows, channels)
-                bad = ~np.isfinite(array).all(axis=1) | ((array < self.low) | (array > self.high)).any(axis=1)
-                rows32 = array.astype(np.float32)
-            except OverflowError:  # some value beyond float64: `parse`'s path names it, message by message
-                bad = np.ones(len(flat), dtype=bool)
-            offset = 0
-            for i, (casting_id, start, rows) in heads.items():
-                n = len(rows)
-                if bad[offset : offset + n].any():
-                    try:
-                        results[i] = self._readings(casting_id, start, rows)
-                    except RejectedInput as error:
-                        results[i] = error
-                else:
-                    results[i] = Readings(casting_id, start, rows32[offset : offset + n])
-                offset += n
+            head = self._typed_head(key, value)
+            if head is None:
+                results[i] = self._parse_or_reject(key, value)
+            elif isinstance(head, EndMarker):
+                results[i] = head
+            else:
+                fast.append((i, *head))
+        if fast:
+            self._check_rows_together(records, fast, results)
         return results  # type: ignore[return-value]
+
+    def _typed_head(self, key: bytes | None, value: bytes | None) -> EndMarker | tuple[str, int, Sequence] | None:
+        """A well-formed message's end marker or (casting id, first step, rows), or None for anything else."""
+        if key is None or value is None or len(value) > self.cfg.max_message_bytes:
+            return None
+        try:
+            doc = self._decoder.decode(value)
+            key_text = key.decode("utf-8")
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
+            return None
+        casting_id = doc.casting_id
+        if key_text != casting_id or not casting_id or len(casting_id) > MAX_CASTING_ID_CHARS \
+                or not casting_id.isprintable():
+            return None
+        if isinstance(doc, self._end_type):
+            return EndMarker(casting_id, doc.n_steps)
+        if isinstance(doc, self._reading_type):
+            start, rows = doc.step, (doc.values,)
+        else:
+            start, rows = doc.start_step, doc.values
+        return (casting_id, start, rows) if rows and self._steps_ok(start, len(rows)) else None
+
+    def _check_rows_together(self, records: Sequence[tuple[bytes | None, bytes | None]],
+                             fast: list[tuple[int, str, int, Sequence[Sequence[float]]]],
+                             results: list[Message | RejectedInput | None]) -> None:
+        """Finite and within limits, over every row of the fast messages at once; a message with a row at
+        fault goes through `parse`, which names the value."""
+        counts = [len(rows) for *_, rows in fast]
+        values = chain.from_iterable(chain.from_iterable(rows for *_, rows in fast))
+        array = np.fromiter(values, dtype=np.float64, count=sum(counts) * self.n_channels).reshape(-1, self.n_channels)
+        bad_rows = ~np.isfinite(array).all(axis=1) | ((array < self.low) | (array > self.high)).any(axis=1)
+        at_fault = set(np.repeat(np.arange(len(fast)), counts)[bad_rows].tolist()) if bad_rows.any() else set()
+        rows32 = array.astype(np.float32)
+        offset = 0
+        for m, ((i, casting_id, start, _), n) in enumerate(zip(fast, counts, strict=True)):
+            if m in at_fault:
+                results[i] = self._parse_or_reject(*records[i])
+            else:
+                results[i] = Readings(casting_id, start, rows32[offset : offset + n])
+            offset += n
+
+    def _parse_or_reject(self, key: bytes | None, value: bytes | None) -> Message | RejectedInput:
+        try:
+            return self.parse(key, value)
+        except RejectedInput as error:
+            return error
 
     def _readings(self, casting_id: str, start: int, rows: list) -> Readings:
         array = self._rows(rows, first_step=start)

@@ -357,3 +357,21 @@ def test_parse_many_gives_what_parse_gives_message_by_message(parser):
     huge = reading(values=[12345.678, *GOOD[1:]]).replace(b"12345.678", b"1" + b"0" * 400)
     results = _check_batch(parser, [good[0], (KEY, huge), good[1]])
     assert [type(r) for r in results] == [Readings, RejectedInput, Readings]
+
+
+def test_parse_many_reads_the_contract_s_looser_corners_as_parse_does(parser):
+    # valid messages the typed fast path refuses or reads differently must still get parse's result
+    odd = [
+        reading(step=17.0),  # a whole float as a step: parse takes it as 17
+        reading(values=[1, 1520, 150, 200, 25]),  # JSON ints as values
+        reading(ts="2026-11-29T10:00:00Z", extra={"nested": [[1]]}),  # fields beyond the contract
+        b' {"values": [1.2, 1520.0, 150.0, 200.0, 25.0], "step": 3, "casting_id": "C-1", "type": "reading"} ',
+        b'{"type": "reading", "casting_id": "X", "step": 1, "values": [1.2, 1520.0, 150.0, 200.0, 25.0], '
+        b'"casting_id": "C-1"}',  # a repeated field: the last one counts, as in orjson
+        b'{"type": "reading", "type": "end", "casting_id": "C-1", "n_steps": 120}',
+        end(n_steps=120.0),
+        chunk(values=[[1, 1520, 150, 200, 25], GOOD]),
+        reading(step=4).replace(b'"C-1"', b'"C\\u002d1"'),  # an escaped character in the id
+    ]
+    results = _check_batch(parser, [(KEY, value) for value in odd])
+    assert not any(isinstance(r, RejectedInput) for r in results), results
