@@ -191,7 +191,7 @@ class WindowConfig(_Section):
 class BatchingConfig(_Section):
     max_batch_size: int = Field(64, ge=1)
     max_wait_ms: float = Field(20.0, ge=0)
-    ingest_take_size: int = Field(1000, ge=1)
+    ingest_take_size: int = Field(4000, ge=1)
     ingest_take_timeout_s: float = Field(0.05, gt=0)
 
 

@@ -56,9 +56,9 @@ _LIST = {list}
 _NUMBER_TYPES = {int, float}  # exact types: JSON gives bool its own type, and bool is no sensor value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per reading message, and a frozen init costs 3.7x (#18)
 class Readings:
-    """One or more consecutive steps of one casting; `rows` is (n, channels) float32."""
+    """One or more consecutive steps of one casting; `rows` is (n, channels) float32 (treat it as read-only)."""
 
     casting_id: str
     start_step: int
