@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -134,13 +136,12 @@ async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
 
 
 def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float, start_timeout_s: float = 90,
-               entry: list[str] | None = None) -> tuple[int, float]:
+               attach: Callable[[int], AbstractContextManager] | None = None) -> tuple[int, float]:
     """A worker process on the topic; (readings, seconds) from its first to its last counted reading.
-    `entry`: the command that starts it (default `stream-app worker`; the naive worker's with `naive`)."""
-    if naive:
-        entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")]
+    `attach(pid)`: a context held from the worker's start to the end of the measurement (a profiler)."""
+    entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")] if naive else None
     name = "casting_readings_ingested_total"
-    with bench_worker(cfg, entry=entry) as worker:
+    with bench_worker(cfg, entry=entry) as worker, attach(worker.pid) if attach else nullcontext():
         deadline = time.monotonic() + start_timeout_s
         t0 = c0 = None
         t_last = c_last = None

@@ -9,7 +9,7 @@ writes) on one message shape, under py-spy, summed by function (self time) and b
     .venv/bin/python bench/profile_ingest.py --summarise /tmp/worker-1.txt
 
 (py-spy is installed into the peer's environment by `make bench-peer-env`; the services must be up.)
-`--worker OUT` runs `stream-app worker` under py-spy on the produced topic until it has ingested every
+`--worker OUT` attaches py-spy to `stream-app worker` on the produced topic until it has ingested every
 reading, and writes py-spy's raw profile to OUT (faust's start-up and the model load are in it too:
 read the stages, not the total).
 """
@@ -19,8 +19,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import multiprocessing
+import signal
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,7 +71,7 @@ def summarise(path: Path, top: int = 25) -> None:
 
 def run(chunk: int, readings: int, worker_profile: Path | None) -> None:
     from bench_ingest import STEPS_PER_CASTING, loop_pipelined, run_worker
-    from common import ROOT, bench_config, create_topics, delete_redis_prefix, delete_topics, unique_name
+    from common import bench_config, create_topics, delete_redis_prefix, delete_topics, unique_name
 
     run_id = unique_name("profile")
     cfg = bench_config(run_id, Path("checkpoints/default/model.pt"))
@@ -79,15 +83,24 @@ def run(chunk: int, readings: int, worker_profile: Path | None) -> None:
         if worker_profile is None:
             n, s = asyncio.run(loop_pipelined(cfg, cfg.batching.ingest_take_size))
         else:
-            spy = ROOT / ".venv-quix" / "bin" / "py-spy"
-            entry = [str(spy), "record", "-r", "250", "-f", "raw", "-o", str(worker_profile), "--",
-                     sys.executable, "-m", "stream_app.cli", "worker"]
             n, s = run_worker(cfg, readings // STEPS_PER_CASTING * STEPS_PER_CASTING, naive=False, max_s=120,
-                              entry=entry)
+                              attach=lambda pid: _py_spy(pid, worker_profile))
         print(f"chunk {chunk}: {n} readings in {s:.1f} s, {n / s:,.0f}/s ({readings // STEPS_PER_CASTING} castings)")
     finally:
         delete_redis_prefix(cfg)
         delete_topics(cfg, run_id)
+
+
+@contextlib.contextmanager
+def _py_spy(pid: int, out: Path) -> Iterator[None]:
+    """py-spy attached to `pid` while the block runs; SIGINT makes it write its profile and exit."""
+    spy = Path(__file__).resolve().parent.parent / ".venv-quix" / "bin" / "py-spy"
+    proc = subprocess.Popen([str(spy), "record", "-r", "250", "-f", "raw", "-o", str(out), "--pid", str(pid)])
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 def _produce(cfg, readings: int, chunk: int) -> None:
