@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from itertools import chain
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -107,7 +108,6 @@ async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
     from stream_app.runtime.connections import create_redis
     from stream_app.service.ingest_stage import IngestStage
     from stream_app.service.messages import MessageParser
-    from stream_app.service.records import SourceRecord
     from stream_app.service.redis_window_store import RedisWindowStore
 
     redis = create_redis(cfg.redis)
@@ -118,8 +118,7 @@ async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
         target = sum(end.values())
         while count < target:
             batches = await consumer.getmany(timeout_ms=1000, max_records=take)
-            records = [SourceRecord(m.topic, m.partition, m.offset, m.key, m.value)
-                       for messages in batches.values() for m in messages]
+            records = list(chain.from_iterable(batches.values()))  # as the worker: aiokafka records as they are
             if not records:
                 continue
             if first is None:
@@ -136,12 +135,14 @@ async def loop_pipelined(cfg, take: int) -> tuple[int, float]:
 
 
 def run_worker(cfg, total_readings: int, *, naive: bool, max_s: float, start_timeout_s: float = 90,
-               attach: Callable[[int], AbstractContextManager] | None = None) -> tuple[int, float]:
+               attach: Callable[[int], AbstractContextManager] | None = None,
+               cwd: Path | None = None) -> tuple[int, float]:
     """A worker process on the topic; (readings, seconds) from its first to its last counted reading.
-    `attach(pid)`: a context held from the worker's start to the end of the measurement (a profiler)."""
+    `attach(pid)`: a context held from the worker's start to the end of the measurement (a profiler);
+    `cwd`: where the worker runs, hence whose code it imports (bench_ingest_revisions: a git worktree)."""
     entry = [sys.executable, str(ROOT / "bench" / "naive_worker.py")] if naive else None
     name = "casting_readings_ingested_total"
-    with bench_worker(cfg, entry=entry) as worker, attach(worker.pid) if attach else nullcontext():
+    with bench_worker(cfg, entry=entry, cwd=cwd) as worker, attach(worker.pid) if attach else nullcontext():
         deadline = time.monotonic() + start_timeout_s
         t0 = c0 = None
         t_last = c_last = None

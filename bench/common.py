@@ -111,11 +111,13 @@ def bench_config(app_id: str, checkpoint: Path, partitions: int = 4, **batching)
     })
 
 
-def bench_worker(cfg: StreamConfig, entry: list[str] | None = None, env: dict[str, str] | None = None) -> WorkerProcess:
+def bench_worker(cfg: StreamConfig, entry: list[str] | None = None, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> WorkerProcess:
     """`stream-app worker` (or another entry point with the same CLI) as a subprocess, in a temporary folder;
     a context manager that always stops it (SIGTERM, then SIGKILL) and removes the folder. `env`: extra
-    environment variables that are not config."""
-    return WorkerProcess(cfg, entry=entry, env=env, cwd=ROOT)
+    environment variables that are not config; `cwd`: where it runs (default the repository, whose code
+    `python -m stream_app.cli` then imports)."""
+    return WorkerProcess(cfg, entry=entry, env=env, cwd=cwd or ROOT)
 
 
 def create_topics(cfg: StreamConfig, names: Iterable[str] | None = None) -> None:

@@ -71,6 +71,9 @@ def _packed_by_hiredis(connection_class: type) -> type:
     return type(f"Hiredis{connection_class.__name__}", (HiredisPacking, connection_class), {})
 
 
+_PLAIN_ARGUMENTS = frozenset((bytes, str, int, float))  # what hiredis packs as they are
+
+
 class HiredisPacking:
     """Packs commands with hiredis, as redis-py's sync connections do when it is installed; its asyncio
     connections encode every argument in Python, which was half of chunked ingest (the window store
@@ -82,7 +85,8 @@ class HiredisPacking:
             args = (*args[0].encode().split(), *args[1:])
         elif b" " in args[0]:
             args = (*args[0].split(), *args[1:])
-        args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
+        if not _PLAIN_ARGUMENTS.issuperset(map(type, args)):  # the common case is checked in C, not per argument
+            args = tuple(bytes(a) if isinstance(a, bytearray | memoryview) else a for a in args)
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:

@@ -24,7 +24,7 @@ from stream_app.runtime.connections import create_redis
 from stream_app.runtime.replay import check_redis, delete_prefix, read_history
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
-from stream_app.service.records import SourceRecord
+from stream_app.service.records import ConsumedRecord
 from stream_app.service.redis_window_store import RedisWindowStore
 from stream_app.service.scoring_stage import fetch_windows
 
@@ -101,7 +101,7 @@ async def collect_windows(
     unlabelled: list[str] = []
     began = time.monotonic()
 
-    async def handle(records: list[SourceRecord]) -> None:
+    async def handle(records: list[ConsumedRecord]) -> None:
         now = time.time()
         outcome = await ingest.process(records, now)
         summary.readings += outcome.readings

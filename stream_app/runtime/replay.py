@@ -33,7 +33,7 @@ from stream_app.runtime.connections import aiokafka_kwargs, check_settings_once,
 from stream_app.runtime.topics import ensure_topics
 from stream_app.service.ingest_stage import IngestStage
 from stream_app.service.messages import MessageParser
-from stream_app.service.records import SourceRecord
+from stream_app.service.records import ConsumedRecord
 from stream_app.service.redis_window_store import RedisWindowStore
 
 if TYPE_CHECKING:  # torch is imported by whoever loads the model, not by planning a replay
@@ -174,7 +174,7 @@ async def read_history(
     *,
     start: str,
     until: str | None,
-    handle: Callable[[list[SourceRecord]], Awaitable[None]],
+    handle: Callable[[list[ConsumedRecord]], Awaitable[None]],
     on_read: Callable[[int, int], None] | None = None,
     producer: AIOKafkaProducer | None = None,
     plan: ReplayPlan | None = None,
@@ -212,7 +212,7 @@ async def read_history(
                     if m.key in began_before:
                         skipped.add(m.key)
                         continue
-                    records.append(SourceRecord(m.topic, m.partition, m.offset, m.key, m.value))
+                    records.append(m)  # aiokafka's record as it is (a ConsumedRecord), as the worker's ingest
             for tp in list(active):
                 if await consumer.position(tp) >= plan.stop[tp]:
                     active.discard(tp)
@@ -269,7 +269,7 @@ async def run_replay(
     try:
         log.info("replaying %s into %s with model %s", cfg.topics.sensors, predictions_topic, scorer.version)
 
-        async def handle(records: list[SourceRecord]) -> None:
+        async def handle(records: list[ConsumedRecord]) -> None:
             await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary)
 
         def on_read(done: int, total: int) -> None:

@@ -21,13 +21,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from stream_app.errors import RejectedInput
 from stream_app.service.messages import EndMarker, Message, MessageParser, Readings
-from stream_app.service.records import DeadLetter, ScoringRequest, SourceRecord
+from stream_app.service.records import ConsumedRecord, DeadLetter, ScoringRequest, source_of
 from stream_app.service.window_store import IngestWrites, Seal, WindowStore
 
 log = logging.getLogger(__name__)
+
+_KEY_VALUE = attrgetter("key", "value")  # a record's (key, value), in C
 
 
 @dataclass
@@ -40,11 +43,11 @@ class IngestOutcome:
     redelivered_readings: int = 0
 
 
-def reject(record: SourceRecord, error: RejectedInput, casting_id: str | None = None) -> DeadLetter:
+def reject(record: ConsumedRecord, error: RejectedInput, casting_id: str | None = None) -> DeadLetter:
     log.warning(
         "rejected %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, error.reason, error.detail
     )
-    return DeadLetter(error.reason, error.detail, record.source(), record.key, record.value, casting_id)
+    return DeadLetter(error.reason, error.detail, source_of(record), record.key, record.value, casting_id)
 
 
 #: what a late reading's detail adds once its casting has an outcome (the seal's `outcome`)
@@ -56,11 +59,11 @@ class IngestStage:
         self.parser = parser
         self.store = store
 
-    def _parse(self, records: Sequence[SourceRecord]) -> list[Message | RejectedInput]:
+    def _parse(self, records: Sequence[ConsumedRecord]) -> list[Message | RejectedInput]:
         """The batch parser; should it fail (a bug), each record alone, so only the record that trips the
         bug is lost to `parse_error` and the stream goes on."""
         try:
-            return self.parser.parse_many([(r.key, r.value) for r in records])
+            return self.parser.parse_many(list(map(_KEY_VALUE, records)))
         except Exception:
             log.exception("batch parser failed on %d records; parsing them one by one", len(records))
         results: list[Message | RejectedInput] = []
@@ -74,9 +77,9 @@ class IngestStage:
                 results.append(RejectedInput("parse_error", repr(exc)[:300]))
         return results
 
-    async def process(self, records: Sequence[SourceRecord], now: float) -> IngestOutcome:
+    async def process(self, records: Sequence[ConsumedRecord], now: float) -> IngestOutcome:
         outcome = IngestOutcome(records=len(records))
-        parsed: list[tuple[SourceRecord, Message]] = []
+        parsed: list[tuple[ConsumedRecord, Message]] = []
         for record, result in zip(records, self._parse(records), strict=True):
             if isinstance(result, RejectedInput):
                 outcome.deadletters.append(reject(record, result))
@@ -98,7 +101,7 @@ class IngestStage:
         await self.store.write_ingest(writes, now)
         return outcome
 
-    def _reading(self, record: SourceRecord, message: Readings, seal: Seal | None, writes: IngestWrites,
+    def _reading(self, record: ConsumedRecord, message: Readings, seal: Seal | None, writes: IngestWrites,
                  buffered: set[str], outcome: IngestOutcome) -> None:
         if seal is None:
             writes.readings.append(message)
@@ -112,7 +115,7 @@ class IngestStage:
                 "late_reading", f"step {message.start_step} arrived after the casting's end marker, the window "
                 f"is unchanged ({seal.describe()}{status})"), message.casting_id))
 
-    def _end(self, record: SourceRecord, end: EndMarker, seal: Seal | None, buffered: set[str],
+    def _end(self, record: ConsumedRecord, end: EndMarker, seal: Seal | None, buffered: set[str],
              writes: IngestWrites, outcome: IngestOutcome, now: float) -> Seal | None:
         """Decide one end marker; returns the seal it creates, if any."""
         here = (record.topic, record.partition, record.offset)
@@ -134,7 +137,7 @@ class IngestStage:
             return new
         if seal is not None:  # the sealing end marker read again (restart, outage): ask for scoring again
             if seal.outcome is None:
-                outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, record.source()))
+                outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, source_of(record)))
             return None
         if end.casting_id not in buffered:
             outcome.deadletters.append(reject(record, RejectedInput(
@@ -142,5 +145,5 @@ class IngestStage:
             return None
         new = Seal(end.n_steps, *here)
         writes.seals[end.casting_id] = new
-        outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, record.source()))
+        outcome.requests.append(ScoringRequest(end.casting_id, end.n_steps, now, source_of(record)))
         return new

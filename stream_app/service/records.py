@@ -9,13 +9,36 @@ import base64
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from stream_app.service.messages import REASONS
 
 PAYLOAD_LIMIT_BYTES = 4096
 
 
-@dataclass(slots=True)  # not frozen: one is made per consumed record, and a frozen init costs 3.7x (#18)
+class ConsumedRecord(Protocol):
+    """What the ingest stage reads of a consumed Kafka record: a `SourceRecord`, or the Kafka client's own
+    record as it is (aiokafka's `ConsumerRecord` has these attributes; the ingest loop passes it through
+    rather than copying every record into a `SourceRecord`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def source_of(record: ConsumedRecord) -> dict:
+    """Where a record came from, as dead letters and scoring requests carry it."""
+    return {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+
+
+@dataclass(slots=True)  # not frozen: the replay makes one per record, and a frozen init costs 3.7x (#18)
 class SourceRecord:
     """A consumed Kafka record, independent of the client that read it (treat it as read-only)."""
 
@@ -26,7 +49,7 @@ class SourceRecord:
     value: bytes | None
 
     def source(self) -> dict:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+        return source_of(self)
 
 
 @dataclass(frozen=True, slots=True)
