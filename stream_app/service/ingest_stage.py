@@ -86,14 +86,19 @@ class IngestStage:
             else:
                 parsed.append((record, result))
         casting_ids = list(dict.fromkeys(message.casting_id for _, message in parsed))
-        ended = list(dict.fromkeys(m.casting_id for _, m in parsed if isinstance(m, EndMarker)))
+        ended = list(dict.fromkeys(m.casting_id for _, m in parsed if type(m) is EndMarker))
         seals, windows = await self.store.lookup(casting_ids, ended)
         writes = IngestWrites(readings=[], seals={}, discard=[])
         buffered = set(windows)  # castings with readings in the store or earlier in this batch
         for record, message in parsed:  # in partition order: a casting's records keep their order in a fetch
             seal = seals.get(message.casting_id)
-            if isinstance(message, Readings):
-                self._reading(record, message, seal, writes, buffered, outcome)
+            if type(message) is Readings:
+                if seal is None:  # the common case, inline: one per reading message (#18)
+                    writes.readings.append(message)
+                    buffered.add(message.casting_id)
+                    outcome.readings += len(message.rows)
+                else:
+                    self._reading(record, message, seal, outcome)
             else:
                 new_seal = self._end(record, message, seal, buffered, writes, outcome, now)
                 if new_seal is not None:
@@ -101,13 +106,9 @@ class IngestStage:
         await self.store.write_ingest(writes, now)
         return outcome
 
-    def _reading(self, record: ConsumedRecord, message: Readings, seal: Seal | None, writes: IngestWrites,
-                 buffered: set[str], outcome: IngestOutcome) -> None:
-        if seal is None:
-            writes.readings.append(message)
-            buffered.add(message.casting_id)
-            outcome.readings += len(message.rows)
-        elif seal.covers(record.topic, record.partition, record.offset):
+    def _reading(self, record: ConsumedRecord, message: Readings, seal: Seal, outcome: IngestOutcome) -> None:
+        """A reading of a sealed casting (one of an unsealed casting is written, in `process`)."""
+        if seal.covers(record.topic, record.partition, record.offset):
             outcome.redelivered_readings += len(message.rows)  # stored before the seal; the window has it
         else:  # the same verdict whether or not the casting was scored yet: decided by order, not timing
             status = _OUTCOME_NOTE.get(seal.outcome or "", "")

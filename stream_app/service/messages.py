@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain
 
 import msgspec
 import numpy as np
@@ -153,13 +153,16 @@ class MessageParser:
         bad_rows = ~np.isfinite(array).all(axis=1) | ((array < self.low) | (array > self.high)).any(axis=1)
         at_fault = set(np.repeat(np.arange(len(fast)), counts)[bad_rows].tolist()) if bad_rows.any() else set()
         rows32 = array.astype(np.float32)
-        offset = 0
-        for m, ((i, casting_id, start, _), n) in enumerate(zip(fast, counts, strict=True)):
-            if m in at_fault:
+        if len(counts) == len(rows32):  # single readings: each message's (1, channels) view, made in C
+            slices = list(rows32.reshape(-1, 1, self.n_channels))
+        else:
+            ends = list(accumulate(counts))
+            slices = [rows32[end - n : end] for end, n in zip(ends, counts, strict=True)]
+        for m, ((i, casting_id, start, _), rows) in enumerate(zip(fast, slices, strict=True)):
+            if at_fault and m in at_fault:
                 results[i] = self._parse_or_reject(*records[i])
             else:
-                results[i] = Readings(casting_id, start, rows32[offset : offset + n])
-            offset += n
+                results[i] = Readings(casting_id, start, rows)
 
     def _parse_or_reject(self, key: bytes | None, value: bytes | None) -> Message | RejectedInput:
         try:
