@@ -240,11 +240,13 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
     cfg = base.model_copy(update={"app_id": app_id})
     with contextlib.ExitStack() as stack:
         if processes == "1":
+            from stream_app.runtime.heap import settle_heap
             from stream_app.runtime.replay import run_replay
             from stream_app.service.model_runner import load_scorer
 
             parallel = None
             scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)  # refuses a model of other channels
+            settle_heap()  # torch and the model are what this process keeps (runtime/heap.py)
             version = scorer.version
         else:  # the processes load the model (each checks its channels); this one needs no torch
             parallel = stack.enter_context(ParallelReplay(cfg, checkpoint, processes))

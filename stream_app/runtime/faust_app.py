@@ -32,6 +32,7 @@ import faust
 
 from stream_app.config import StreamConfig
 from stream_app.runtime.connections import create_redis, faust_broker_credentials, ping_redis
+from stream_app.runtime.heap import settle_heap
 from stream_app.runtime.ingest_loop import IngestLoop
 from stream_app.runtime.kafka_readiness import KafkaReadiness
 from stream_app.runtime.metrics import Metrics
@@ -172,6 +173,7 @@ def create_app(pipeline: WorkerPipeline, datadir: Path | None = None) -> faust.A
     @app.task
     async def consume_sensors() -> None:
         quiet_client_loggers()  # here: faust has set up logging by now
+        settle_heap()  # the model is loaded and faust started: what exists now lives as long as the worker
         pipeline.running.add("ingest")
         try:
             await ingest.run()

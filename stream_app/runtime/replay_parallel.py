@@ -28,6 +28,7 @@ from aiokafka import TopicPartition
 
 from stream_app.config import StreamConfig
 from stream_app.errors import ReplayError
+from stream_app.runtime.heap import settle_heap
 from stream_app.runtime.replay import ReplayPlan, ReplaySummary, make_plan, run_replay
 from stream_app.runtime.topics import ensure_topics
 
@@ -214,6 +215,7 @@ def _replay_share(index: int, cfg: StreamConfig, checkpoint: Path | None, shares
 
         torch.set_num_threads(cfg.model.torch_threads or 1)
         scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)
+        settle_heap()  # torch and the model are what this process keeps (runtime/heap.py)
         updates.put((index, "ready", scorer.version))
         work = shares.get()
         if work is None:
