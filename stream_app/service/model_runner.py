@@ -168,4 +168,7 @@ def load_scorer(model_cfg: ModelConfig, channels: Sequence[ChannelLimits], path:
     path = Path(path if path is not None else model_cfg.checkpoint)
     scorer = Scorer.from_checkpoint(path, model_cfg.device, model_cfg.precision)
     check_fits(scorer, channels, path)
+    # one forward now: torch starts its thread pool and kernels (a CUDA context on a GPU) lazily, which
+    # would otherwise land on the first casting's latency, or mid-stream on a swapped-in model's
+    scorer.score([np.zeros((16, scorer.n_channels), dtype=np.float32)])
     return scorer
