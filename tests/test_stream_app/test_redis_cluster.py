@@ -26,6 +26,7 @@ from stream_app.service.redis_window_store import RedisWindowStore
 from stream_app.service.window_store import IngestWrites, Seal
 from stream_app.tools import devstack_redis_cluster as rc
 from tests.test_stream_app import test_bad_input, test_faults, test_redis_outages, test_replay, test_service
+from tests.test_stream_app.harness import buffered_readings
 
 # The store's own tests, collected again in this module: their `store` / `stage_factory` / `redis_client`
 # fixtures ask for `stream_config`, which this module overrides to point at the cluster.
@@ -97,7 +98,8 @@ def test_a_casting_s_keys_share_a_slot_and_castings_spread_over_every_master(str
         assert len({holder[k] for k in keys}) == 1, {k: holder.get(k) for k in keys}
         masters_used.add(holder[keys[0]])
     assert masters_used == set(cluster_settings.ports), "castings must spread over every master"
-    assert len(redis_client.hgetall(keys_of.window_key("SLOT-007"))) == 3
+    window = redis_client.hgetall(keys_of.window_key("SLOT-007"))
+    assert list(window) == [b"0"] and buffered_readings(redis_client, keys_of.window_key("SLOT-007")) == 3
 
 
 def test_delete_prefix_finds_the_keys_on_every_master(stream_config, cluster_settings):
