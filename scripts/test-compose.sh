@@ -65,9 +65,17 @@ images() {
   vars="$(./scripts/compose-images.sh)"
   eval "$vars"
   echo "$vars"
+  # Each build of changed dependencies leaves the previous images behind untagged (several GB each, torch):
+  # drop those, or the disk fills up run after run (a build failed on a full disk). Then untag the app images:
+  # a build that fails (podman-compose does not pass on its failure) must leave no image of an older commit
+  # to be tested instead; untagged, they still serve the build as its layer cache, and the next run drops them.
+  podman image prune -f >/dev/null
+  for service in worker simulator integration-tests; do
+    if podman image exists "${COMPOSE_PROJECT}_${service}"; then podman untag "${COMPOSE_PROJECT}_${service}"; fi
+  done
   # podman-compose builds every service with a build section; the layer cache makes repeats quick
   compose_quiet build worker simulator integration-tests
-  for service in worker simulator integration-tests; do  # podman-compose does not pass on a failed build
+  for service in worker simulator integration-tests; do
     podman image exists "${COMPOSE_PROJECT}_${service}" || { echo "image of $service not built" >&2; return 1; }
   done
   podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E "casting-defect-stream|${COMPOSE_PROJECT}_"
