@@ -7,7 +7,11 @@ processes' start (torch import, model load) counts against the parallel replay; 
 readings/s are shown too. The default checkpoint scores in float64 on CPU, one torch thread per process.
 A benchmark, not a test: it asserts nothing. Needs the local stack (`make services`).
 
-    .venv/bin/python bench/bench_replay.py [--castings 6000] [--singles 300] [--processes 2] [--repeats 2] [--doc]
+`--baseline REV` adds a one-process replay of an earlier revision (its code, checked out into a temporary
+worktree, run with this environment's packages) to the same alternating rounds.
+
+    .venv/bin/python bench/bench_replay.py [--castings 6000] [--singles 300] [--processes 2] [--repeats 2]
+                                           [--baseline REV] [--doc]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ingest_revisions import worktrees  # noqa: E402
 from common import (  # noqa: E402
     ROOT,
     bench_config,
@@ -50,14 +55,16 @@ def fill_topic(cfg, castings: int, singles: int, chunk_size: int) -> int:
     return sum(len(c.values) for c in chunked + single)
 
 
-def run_replay(config: Path, cfg, processes: int, run: int) -> dict:
-    tag = f"p{processes}-r{run}"
-    command = [str(ROOT / ".venv/bin/stream-app"), "replay", "--config", str(config), "--no-progress",
+def run_replay(config: Path, cfg, processes: int, run: int, tree: Path | None = None) -> dict:
+    """`stream-app replay` as a command; `tree`: an earlier revision's worktree, whose code it runs."""
+    tag = f"p{processes}-r{run}" + ("-base" if tree else "")
+    program = [sys.executable, "-m", "stream_app.cli"] if tree else [str(ROOT / ".venv/bin/stream-app")]
+    command = [*program, "replay", "--config", str(config), "--no-progress",
                "--processes", str(processes), "--app-id", f"{cfg.app_id}-{tag}",
                "--output-topic", f"{cfg.topics.predictions}.{tag}",
                "--deadletter-topic", f"{cfg.topics.deadletter}.{tag}"]
     began = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=tree or ROOT, check=False)
     wall = time.monotonic() - began
     if done.returncode != 0:
         raise SystemExit(f"replay failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
@@ -75,12 +82,13 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--baseline", metavar="REV", help="also replay in one process with this git revision's code")
     parser.add_argument("--doc", action="store_true",
                         help="write the table into docs/BENCHMARKS.md (block replay-processes)")
     args = parser.parse_args()
 
     app_id = unique_name("replay")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, worktrees([args.baseline] if args.baseline else []) as trees:
         cfg = bench_config(app_id, write_checkpoint("default", Path(tmp)), partitions=args.partitions)
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"torch_threads": None})})
         config = write_config(cfg, Path(tmp) / "stream.yaml")
@@ -88,21 +96,24 @@ def main() -> None:
             create_topics(cfg)
             print(f"filling {cfg.topics.sensors} ...", flush=True)
             readings = fill_topic(cfg, args.castings, args.singles, args.chunk_size)
-            results: dict[int, list[dict]] = {1: [], args.processes: []}
+            one_label, many_label = "1 process", f"{args.processes} processes"
+            variants = {one_label: (1, None), many_label: (args.processes, None)}
+            if args.baseline:
+                variants = {f"1 process, {args.baseline}": (1, trees[args.baseline]), **variants}
+            results: dict[str, list[dict]] = {label: [] for label in variants}
             for run in range(args.repeats):
-                for processes in (1, args.processes):
-                    result = run_replay(config, cfg, processes, run)
+                for label, (processes, tree) in variants.items():
+                    result = run_replay(config, cfg, processes, run, tree)
                     assert result["readings"] == readings and result["scored"] == args.castings + args.singles, result
-                    results[processes].append(result)
-                    print(f"run {run} processes={processes}: {result['wall']:.1f}s, "
+                    results[label].append(result)
+                    print(f"run {run} {label}: {result['wall']:.1f}s, "
                           f"{readings / result['wall']:,.0f} readings/s (summary {result['inner_rate']:,.0f}/s)",
                           flush=True)
         finally:
             delete_topics(cfg, app_id)
 
-    one, many = results[1], results[args.processes]
-    rate = {n: median(readings / r["wall"] for r in rs) for n, rs in results.items()}
-    inner = {n: median(r["inner_rate"] for r in rs) for n, rs in results.items()}
+    rate = {label: median(readings / r["wall"] for r in rs) for label, rs in results.items()}
+    inner = {label: median(r["inner_rate"] for r in rs) for label, rs in results.items()}
     lines = [
         f"{readings:,} readings ({args.castings} castings in chunks of {args.chunk_size}, {args.singles} of single "
         f"readings), {args.partitions} partitions, default checkpoint (float64, CPU); medians of {args.repeats} "
@@ -110,10 +121,11 @@ def main() -> None:
         "",
         "| replay | wall s | readings/s (wall) | readings/s (summary) | ratio (wall) |",
         "|---|---:|---:|---:|---:|",
-        f"| 1 process | {median(r['wall'] for r in one):.1f} | {rate[1]:,.0f} | {inner[1]:,.0f} | 1.00× |",
-        f"| {args.processes} processes | {median(r['wall'] for r in many):.1f} | {rate[args.processes]:,.0f} | "
-        f"{inner[args.processes]:,.0f} | **{rate[args.processes] / rate[1]:.2f}×** |",
     ]
+    for label, rs in results.items():
+        ratio = f"{rate[label] / rate[one_label]:.2f}×"
+        lines.append(f"| {label} | {median(r['wall'] for r in rs):.1f} | {rate[label]:,.0f} | {inner[label]:,.0f} | "
+                     f"{f'**{ratio}**' if label == many_label else ratio} |")
     print("\n".join(lines))
     if args.doc:
         write_doc_block("replay-processes", lines, None)

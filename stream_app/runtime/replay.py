@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -38,6 +39,8 @@ from stream_app.service.redis_window_store import RedisWindowStore
 
 if TYPE_CHECKING:  # torch is imported by whoever loads the model, not by planning a replay
     from stream_app.service.model_runner import Scorer
+    from stream_app.service.records import ScoringRequest
+    from stream_app.service.scoring_stage import ScoringOutcome, ScoringStage
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +255,6 @@ async def run_replay(
     store = RedisWindowStore(redis, cfg.redis_prefix, cfg.redis.key_ttl_s)
     ingest = IngestStage(MessageParser(cfg.validation), store)
     threshold = scorer.threshold(cfg.model.threshold)
-    scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size)
     producer = AIOKafkaProducer(**aiokafka_kwargs(cfg.kafka), acks="all", linger_ms=5,
                                 max_request_size=4 * 1024 * 1024)
     summary = ReplaySummary()
@@ -266,18 +268,22 @@ async def run_replay(
         await redis.aclose()
         raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
                           f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
+    scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")  # one forward at a time
     try:
         log.info("replaying %s into %s with model %s", cfg.topics.sensors, predictions_topic, scorer.version)
-
-        async def handle(records: list[ConsumedRecord]) -> None:
-            await _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary)
+        scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size, scorer_thread)
+        replay_scoring = _ReplayScoring(ingest, scoring, producer, predictions_topic, deadletter_topic, summary)
 
         def on_read(done: int, total: int) -> None:
             summary.records = done
             report(done, total, summary)
 
-        read = await read_history(cfg, start=start, until=until, handle=handle, on_read=on_read, producer=producer,
-                                  plan=plan)
+        try:
+            read = await read_history(cfg, start=start, until=until, handle=replay_scoring.handle,
+                                      on_read=on_read, producer=producer, plan=plan)
+            await replay_scoring.drain()
+        finally:
+            replay_scoring.cancel()  # after an error: what is in flight stops before the clients close
         summary.records, summary.started_before_from = read.records, read.started_before_from
         summary.open_at_stop = await store.open_count()
     finally:
@@ -285,28 +291,58 @@ async def run_replay(
         await delete_prefix(redis, cfg.redis_prefix)
         await producer.stop()
         await redis.aclose()
+        scorer_thread.shutdown(wait=True)
     return summary
 
 
-async def _process(records, ingest, scoring, store, producer, predictions_topic, deadletter_topic, summary) -> None:
-    now = time.time()
-    outcome = await ingest.process(records, now)
-    summary.readings += outcome.readings
-    pending = [await producer.send(deadletter_topic, letter.to_bytes(now), key=letter.key) for letter in
-               outcome.deadletters]
-    summary.deadletters.update(letter.reason for letter in outcome.deadletters)
-    requests = outcome.requests
-    size = scoring.max_batch_size
-    for i in range(0, len(requests), size):
-        scored = await scoring.process(requests[i : i + size])
-        pending += [await producer.send(predictions_topic, p, key=c.encode()) for c, p in scored.predictions]
-        pending += [await producer.send(deadletter_topic, p, key=c.encode()) for c, p in scored.deadletters]
-        summary.castings_scored += len(scored.predictions)
-        summary.deadletters.update(json.loads(p)["reason"] for _, p in scored.deadletters)
+class _ReplayScoring:
+    """The replay's ingest and scoring, overlapped as in the worker: requests gather across fetches into full
+    batches (`batching.max_batch_size`), which go through the worker's `ScoringPipeline` (batch N+1 fetched
+    from Redis while batch N's forward runs in the scoring thread, delivered in order). The last batch of a
+    fetch is still in its forward while the next fetch is read and ingested. Safe because a casting's window
+    is complete once its end marker is ingested, and a reading after it is a `late_reading` by its seal,
+    scored yet or not. Delivering a batch sends its outcomes, waits for the acks, then frees its windows."""
+
+    def __init__(self, ingest: IngestStage, scoring: ScoringStage, producer: AIOKafkaProducer,
+                 predictions_topic: str, deadletter_topic: str, summary: ReplaySummary) -> None:
+        from stream_app.runtime.scoring_pipeline import ScoringPipeline
+
+        self.ingest, self.scoring, self.producer, self.summary = ingest, scoring, producer, summary
+        self.predictions_topic, self.deadletter_topic = predictions_topic, deadletter_topic
+        self.pipeline: ScoringPipeline[None] = ScoringPipeline(scoring, self._deliver)
+        self.waiting: list[ScoringRequest] = []  # ingested end markers not yet in a batch
+
+    async def handle(self, records: list[ConsumedRecord]) -> None:
+        now = time.time()
+        outcome = await self.ingest.process(records, now)
+        self.summary.readings += outcome.readings
+        if outcome.deadletters:
+            await asyncio.gather(*[await self.producer.send(self.deadletter_topic, letter.to_bytes(now),
+                                                            key=letter.key) for letter in outcome.deadletters])
+            self.summary.deadletters.update(letter.reason for letter in outcome.deadletters)
+        self.waiting += outcome.requests
+        size = self.scoring.max_batch_size
+        while len(self.waiting) >= size:
+            batch, self.waiting = self.waiting[:size], self.waiting[size:]
+            await self.pipeline.submit(batch, None)
+
+    async def drain(self) -> None:
+        """Score what is still waiting and wait until every batch is delivered (raises a batch's error)."""
+        if self.waiting:
+            batch, self.waiting = self.waiting, []
+            await self.pipeline.submit(batch, None)
+        await self.pipeline.drain()
+
+    def cancel(self) -> None:
+        self.pipeline.cancel()
+
+    async def _deliver(self, scored: ScoringOutcome, _token: None) -> None:
+        pending = [await self.producer.send(self.predictions_topic, p, key=c.encode()) for c, p in scored.predictions]
+        pending += [await self.producer.send(self.deadletter_topic, p, key=c.encode()) for c, p in scored.deadletters]
         await asyncio.gather(*pending)
-        pending = []
-        await scoring.finish(scored)
-    await asyncio.gather(*pending)
+        self.summary.castings_scored += len(scored.predictions)
+        self.summary.deadletters.update(json.loads(p)["reason"] for _, p in scored.deadletters)
+        await self.scoring.finish(scored)
 
 
 async def check_redis(redis) -> None:
