@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,15 +64,18 @@ def run_replay(config: Path, cfg, processes: int, run: int, tree: Path | None = 
                "--processes", str(processes), "--app-id", f"{cfg.app_id}-{tag}",
                "--output-topic", f"{cfg.topics.predictions}.{tag}",
                "--deadletter-topic", f"{cfg.topics.deadletter}.{tag}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, cwd=tree or ROOT, check=False)
     wall = time.monotonic() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its replay processes
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         raise SystemExit(f"replay failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-3000:]}")
     readings = int(re.search(r"^readings\s+(\d+)", done.stdout, re.M).group(1))
     scored = int(re.search(r"^castings scored\s+(\d+)", done.stdout, re.M).group(1))
     inner = float(re.search(r"^readings\s+\d+ \(([\d,]+)/s\)", done.stdout, re.M).group(1).replace(",", ""))
-    return {"wall": wall, "readings": readings, "scored": scored, "inner_rate": inner}
+    return {"wall": wall, "readings": readings, "scored": scored, "inner_rate": inner, "cores": cpu / wall}
 
 
 def main() -> None:
@@ -107,7 +111,8 @@ def main() -> None:
                     assert result["readings"] == readings and result["scored"] == args.castings + args.singles, result
                     results[label].append(result)
                     print(f"run {run} {label}: {result['wall']:.1f}s, "
-                          f"{readings / result['wall']:,.0f} readings/s (summary {result['inner_rate']:,.0f}/s)",
+                          f"{readings / result['wall']:,.0f} readings/s (summary {result['inner_rate']:,.0f}/s), "
+                          f"{result['cores']:.2f} cores",
                           flush=True)
         finally:
             delete_topics(cfg, app_id)
@@ -117,15 +122,16 @@ def main() -> None:
     lines = [
         f"{readings:,} readings ({args.castings} castings in chunks of {args.chunk_size}, {args.singles} of single "
         f"readings), {args.partitions} partitions, default checkpoint (float64, CPU); medians of {args.repeats} "
-        f"alternating runs; wall = the command from start to exit (process start, torch import, model load included)",
+        f"alternating runs; wall = the command from start to exit (process start, torch import, model load included); "
+        f"cores = the command's CPU time (its processes' too, not the broker's or Redis's) / wall",
         "",
-        "| replay | wall s | readings/s (wall) | readings/s (summary) | ratio (wall) |",
-        "|---|---:|---:|---:|---:|",
+        "| replay | wall s | readings/s (wall) | readings/s (summary) | cores | ratio (wall) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for label, rs in results.items():
         ratio = f"{rate[label] / rate[one_label]:.2f}×"
         lines.append(f"| {label} | {median(r['wall'] for r in rs):.1f} | {rate[label]:,.0f} | {inner[label]:,.0f} | "
-                     f"{f'**{ratio}**' if label == many_label else ratio} |")
+                     f"{median(r['cores'] for r in rs):.2f} | {f'**{ratio}**' if label == many_label else ratio} |")
     print("\n".join(lines))
     if args.doc:
         write_doc_block("replay-processes", lines, None)

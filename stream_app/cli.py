@@ -245,6 +245,11 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
             from stream_app.service.model_runner import load_scorer
 
             parallel = None
+            import torch
+
+            # one intra-op thread unless set: the event loop reads and ingests on the other core while the
+            # forward runs (1.35x two threads on 2 cores, docs/BENCHMARKS.md section 5b)
+            torch.set_num_threads(cfg.model.torch_threads or 1)
             scorer = load_scorer(cfg.model, cfg.validation.channels, checkpoint)  # refuses a model of other channels
             settle_heap()  # torch and the model are what this process keeps (runtime/heap.py)
             version = scorer.version
