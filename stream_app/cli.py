@@ -220,7 +220,7 @@ def simulate(config_path, castings, strands, rate, chunk_size, bad_share, seed, 
                    "<predictions>.replay-<its version> unless --output-topic says otherwise.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--processes", default="1", show_default=True, callback=lambda ctx, param, value: _processes(value),
-              help="Replay processes sharing the partitions (Python scores on one core per process); "
+              help="Replay processes sharing the partitions (one process keeps about 1.3 of 2 cores busy); "
                    "'auto': one per core, at most one per partition.")
 def replay(config_path, start, until, output_topic, deadletter_topic, app_id, checkpoint, no_progress,
            processes) -> None:

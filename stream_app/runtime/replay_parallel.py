@@ -1,6 +1,7 @@
 """A replay that uses every core: several processes, each replaying its share of the partitions.
 
-Python scores and parses on one core per process, so one replay process leaves the other cores idle.
+One replay process parses on its event loop and runs the forward in its scoring thread, beside it, so it
+keeps between one and two cores busy (1.27 on the 2-core machine) and leaves any others idle.
 Here the parent starts the processes first (spawned: each imports torch and loads the model itself,
 which takes seconds, so they do it while the parent starts and plans), fixes the offsets once
 (`make_plan`: start, stop and lookback per partition, as a single replay would), splits the
