@@ -62,6 +62,32 @@ def test_replay_matches_live_run_and_leaves_live_worker_alone(service_config, wo
     redis.close()
 
 
+def test_replay_scores_batches_that_span_fetches_once_each_and_alike(service_config, reader_factory,
+                                                                    tiny_checkpoint):
+    """Tiny fetches and batches: a batch gathers end markers from several fetches, is scored while the next
+    fetches are read, and the last, partial one at the end; every casting once, as with the defaults."""
+    cfg = service_config(topics={"partitions": 2})
+    castings = make_castings(23, seed=77, prefix="SPANB")
+    produce_castings(cfg, castings)
+    reference, _ = replay(cfg, tiny_checkpoint, predictions_topic=f"{cfg.topics.predictions}.ref")
+    small = cfg.model_copy(update={"batching": cfg.batching.model_copy(
+        update={"ingest_take_size": 7, "max_batch_size": 5})})  # 23 castings: 4 full batches and one of 3
+    summary, _ = replay(small, tiny_checkpoint, predictions_topic=f"{cfg.topics.predictions}.small")
+    assert summary.castings_scored == reference.castings_scored == len(castings)
+    assert summary.readings == reference.readings and not summary.deadletters and summary.open_at_stop == 0
+
+    ref = reader_factory(cfg, f"{cfg.topics.predictions}.ref")
+    ref.read_until(lambda r: len(r) >= len(castings), timeout_s=30)
+    got = reader_factory(cfg, f"{cfg.topics.predictions}.small")
+    got.read_until(lambda r: len(r) >= len(castings), timeout_s=30)
+    got.poll(1000)
+    assert sorted(p["casting_id"] for p in got.json()) == sorted(c.casting_id for c in castings)  # no duplicates
+    assert {p["batch_size"] for p in got.json()} == {5, 3}
+    ref_p = by_casting(ref)
+    for casting_id, prediction in by_casting(got).items():
+        assert prediction["defect_probability"] == ref_p[casting_id]["defect_probability"], casting_id
+
+
 def test_replay_from_a_time_scores_exactly_the_castings_that_start_after_it(service_config, reader_factory,
                                                                             tiny_checkpoint):
     cfg = service_config(topics={"partitions": 2})
