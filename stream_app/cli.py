@@ -240,13 +240,13 @@ def replay(config_path, start, until, output_topic, deadletter_topic, app_id, ch
     cfg = base.model_copy(update={"app_id": app_id})
     with contextlib.ExitStack() as stack:
         if processes == "1":
+            import torch
+
             from stream_app.runtime.heap import settle_heap
             from stream_app.runtime.replay import run_replay
             from stream_app.service.model_runner import load_scorer
 
             parallel = None
-            import torch
-
             # one intra-op thread unless set: the event loop reads and ingests on the other core while the
             # forward runs (1.35x two threads on 2 cores, docs/BENCHMARKS.md section 5b)
             torch.set_num_threads(cfg.model.torch_threads or 1)
