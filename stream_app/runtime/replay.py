@@ -269,24 +269,22 @@ async def run_replay(
         raise ReplayError(f"the broker does not answer (kafka.bootstrap_servers "
                           f"{','.join(cfg.kafka.bootstrap_servers)}): {exc}") from None
     scorer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")  # one forward at a time
+    scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size, scorer_thread)
+    replay_scoring = _ReplayScoring(ingest, scoring, producer, predictions_topic, deadletter_topic, summary)
+
+    def on_read(done: int, total: int) -> None:
+        summary.records = done
+        report(done, total, summary)
+
     try:
         log.info("replaying %s into %s with model %s", cfg.topics.sensors, predictions_topic, scorer.version)
-        scoring = ScoringStage(store, scorer, cfg.window, threshold, cfg.batching.max_batch_size, scorer_thread)
-        replay_scoring = _ReplayScoring(ingest, scoring, producer, predictions_topic, deadletter_topic, summary)
-
-        def on_read(done: int, total: int) -> None:
-            summary.records = done
-            report(done, total, summary)
-
-        try:
-            read = await read_history(cfg, start=start, until=until, handle=replay_scoring.handle,
-                                      on_read=on_read, producer=producer, plan=plan)
-            await replay_scoring.drain()
-        finally:
-            replay_scoring.cancel()  # after an error: what is in flight stops before the clients close
+        read = await read_history(cfg, start=start, until=until, handle=replay_scoring.handle,
+                                  on_read=on_read, producer=producer, plan=plan)
+        await replay_scoring.drain()
         summary.records, summary.started_before_from = read.records, read.started_before_from
         summary.open_at_stop = await store.open_count()
     finally:
+        replay_scoring.cancel()  # after an error: what is in flight stops before the clients close
         summary.seconds = time.monotonic() - began
         await delete_prefix(redis, cfg.redis_prefix)
         await producer.stop()
